@@ -1,0 +1,112 @@
+"""Walking photo folders: which files are images, their size and mtime, what to skip.
+
+Hidden files and folders (a name starting with '.') are skipped, as are the library's own
+folder and symlinked folders (no loops). Folders that cannot be listed are reported to
+`on_error` and the walk goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from clipsearch.errors import ClipsearchError
+from clipsearch.images import is_image_name
+
+
+@dataclass(frozen=True)
+class FileStat:
+    """A file as the scan saw it."""
+
+    path: str  # absolute
+    size: int
+    mtime_ns: int
+
+
+def normalize_root(path: str | Path) -> str:
+    """An absolute, symlink-resolved form of a folder or file the user named."""
+    return os.path.realpath(os.path.expanduser(str(path)))
+
+
+def is_under(path: str, root: str) -> bool:
+    """True if `path` is `root` or inside it (both normalised)."""
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def check_roots(paths: Iterable[str | Path]) -> list[str]:
+    """Normalise the roots a user asked for; a missing one is an error, not an empty folder.
+
+    (Treating a typo or an unmounted drive as "everything was deleted" would drop a
+    whole library.)
+    """
+    roots: list[str] = []
+    for raw in paths:
+        root = normalize_root(raw)
+        if not os.path.exists(root):
+            raise ClipsearchError(
+                f"path not found: {raw}",
+                hint="Check the spelling, or mount the drive, then run the command again.",
+            )
+        if root not in roots:
+            roots.append(root)
+    # A root inside another root adds nothing.
+    return [r for r in roots if not any(o != r and is_under(r, o) for o in roots)]
+
+
+def scan(
+    roots: Iterable[str],
+    *,
+    exclude: Iterable[str] = (),
+    on_error: Callable[[str, str], None] | None = None,
+) -> Iterator[FileStat]:
+    """Yield every image file under `roots` (normalised paths), skipping `exclude` folders."""
+    excluded = [normalize_root(e) for e in exclude]
+    for root in roots:
+        try:
+            st = os.stat(root)
+        except OSError as exc:
+            if on_error:
+                on_error(root, f"cannot read ({exc.strerror or exc})")
+            continue
+        if stat.S_ISREG(st.st_mode):
+            if is_image_name(os.path.basename(root)):
+                yield FileStat(root, st.st_size, st.st_mtime_ns)
+            continue
+        yield from _walk(root, excluded, on_error)
+
+
+def _walk(
+    top: str, excluded: list[str], on_error: Callable[[str, str], None] | None
+) -> Iterator[FileStat]:
+    stack = [top]
+    while stack:
+        folder = stack.pop()
+        if any(is_under(folder, e) for e in excluded):
+            continue
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            if on_error:
+                on_error(folder, f"cannot list folder ({exc.strerror or exc})")
+            continue
+        subfolders = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    subfolders.append(entry.path)
+                    continue
+                if not is_image_name(entry.name):
+                    continue
+                st = entry.stat()  # follows a symlinked file
+            except OSError as exc:
+                if on_error:
+                    on_error(entry.path, f"cannot stat ({exc.strerror or exc})")
+                continue
+            if stat.S_ISREG(st.st_mode):
+                yield FileStat(entry.path, st.st_size, st.st_mtime_ns)
+        stack.extend(reversed(subfolders))

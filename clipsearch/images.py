@@ -1,0 +1,235 @@
+"""Image decoding: every supported format to an RGB picture, fast and safely.
+
+- One read per file: the bytes are hashed and decoded from memory.
+- JPEGs decode in draft mode straight to a scale just above the model's input size.
+- EXIF orientation is applied; the first frame of animations is used; transparency is
+  flattened onto white; 16-bit and float images are scaled to 8 bits.
+- Failures raise `UnreadableImage` with a short reason a user can act on.
+
+`prepare` reproduces open_clip's preprocessing (resize + crop) with PIL and numpy, so decode
+threads never touch torch; the model normalises the uint8 batch itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+import warnings
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from clipsearch.errors import UnreadableImage
+
+IMAGE_EXTENSIONS = frozenset(
+    {
+        ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".dib",
+        ".tif", ".tiff", ".heic", ".heif", ".hif",
+    }
+)  # fmt: skip
+
+_ROTATING_ORIENTATIONS = {5, 6, 7, 8}
+_EXIF_IFD = 0x8769
+_DATETIME_ORIGINAL = 36867
+_DATETIME = 306
+_heif_lock = threading.Lock()
+_heif_registered = False
+
+
+def is_image_name(name: str) -> bool:
+    """True if the file name has an image extension clipsearch reads."""
+    dot = name.rfind(".")
+    return dot > 0 and name[dot:].lower() in IMAGE_EXTENSIONS
+
+
+def content_hash(data: bytes) -> str:
+    """The content hash used to recognise moved, renamed and copied files."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True)
+class PreprocessParams:
+    """The model's input geometry and normalisation (from open_clip's preprocess config)."""
+
+    size: tuple[int, int] = (224, 224)  # (height, width)
+    mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+    std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+    interpolation: str = "bicubic"
+    resize_mode: str = "shortest"  # shortest | longest | squash
+    fill_color: int = 0
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """Facts about a picture, read while decoding it."""
+
+    width: int  # as displayed, after EXIF orientation
+    height: int
+    format: str
+    taken_at: str | None  # EXIF capture time, ISO 8601 without zone
+
+
+def _register_heif() -> None:
+    global _heif_registered
+    if _heif_registered:
+        return
+    with _heif_lock:
+        if not _heif_registered:
+            try:
+                from pillow_heif import register_heif_opener
+
+                register_heif_opener()
+            except ImportError:  # pragma: no cover - pillow-heif is a dependency
+                pass
+            _heif_registered = True
+
+
+def open_image(
+    source: str | Path | bytes, *, draft_size: int | None = None
+) -> tuple[Image.Image, ImageInfo]:
+    """Decode `source` (a path or the file's bytes) to an RGB image plus its facts.
+
+    `draft_size` lets JPEGs decode at a reduced scale whose shorter side stays at least
+    that many pixels. Raises `UnreadableImage` with a short reason.
+    """
+    label = "<bytes>" if isinstance(source, bytes) else str(source)
+    if not isinstance(source, bytes):
+        source = read_file(label)
+    if not source:
+        raise UnreadableImage(label, "empty file (0 bytes)")
+    _register_heif()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(source))
+            fmt = img.format or "unknown"
+            width, height = img.size
+            orientation = _orientation(img)
+            if orientation in _ROTATING_ORIENTATIONS:
+                width, height = height, width
+            taken_at = _taken_at(img)
+            if draft_size and fmt == "JPEG":
+                img.draft("RGB", (draft_size, draft_size))
+            img.load()
+            img = ImageOps.exif_transpose(img) if orientation not in (None, 1) else img
+            rgb = to_rgb(img)
+    except UnidentifiedImageError:
+        raise UnreadableImage(label, "not an image, or a format clipsearch cannot read") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise UnreadableImage(label, f"image too large to decode safely ({exc})") from None
+    except OSError as exc:
+        text = str(exc)
+        if "truncated" in text or "broken" in text.lower():
+            raise UnreadableImage(label, "truncated or corrupt image data") from None
+        raise UnreadableImage(label, f"corrupt image ({text or type(exc).__name__})") from None
+    except (SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError) as exc:
+        raise UnreadableImage(label, f"corrupt image ({type(exc).__name__}: {exc})") from None
+    return rgb, ImageInfo(width=width, height=height, format=fmt, taken_at=taken_at)
+
+
+def read_file(path: str | Path) -> bytes:
+    """Read a whole file; raises UnreadableImage for permission and I/O errors."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except PermissionError:
+        raise UnreadableImage(str(path), "permission denied") from None
+    except IsADirectoryError:
+        raise UnreadableImage(str(path), "is a directory") from None
+    except FileNotFoundError:
+        raise UnreadableImage(str(path), "file not found") from None
+    except OSError as exc:
+        raise UnreadableImage(str(path), f"cannot read file ({exc.strerror or exc})") from None
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any PIL mode to RGB; transparency is composited onto white."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        hi = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr = np.clip(arr / hi * 255.0, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, "L").convert("RGB")
+    if (img.mode == "P" and "transparency" in img.info) or img.mode in ("RGBA", "LA", "PA", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def _orientation(img: Image.Image) -> int | None:
+    try:
+        return img.getexif().get(0x0112)
+    except Exception:
+        return None
+
+
+def _taken_at(img: Image.Image) -> str | None:
+    try:
+        exif = img.getexif()
+        raw = exif.get_ifd(_EXIF_IFD).get(_DATETIME_ORIGINAL) or exif.get(_DATETIME)
+        if not raw:
+            return None
+        text = str(raw).strip("\x00 ").strip()
+        return datetime.strptime(text[:19], "%Y:%m:%d %H:%M:%S").isoformat()
+    except Exception:
+        return None
+
+
+_RESAMPLE = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "nearest": Image.Resampling.NEAREST,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+def prepare(img: Image.Image, params: PreprocessParams) -> np.ndarray:
+    """Resize and crop like open_clip's preprocess; returns uint8 (height, width, 3)."""
+    th, tw = params.size
+    resample = _RESAMPLE.get(params.interpolation, Image.Resampling.BICUBIC)
+    w, h = img.size
+    if params.resize_mode == "squash":
+        img = img.resize((tw, th), resample)
+    elif params.resize_mode == "longest":
+        scale = min(th / h, tw / w)
+        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+        img = img.resize((nw, nh), resample)
+        canvas = Image.new("RGB", (tw, th), (params.fill_color,) * 3)
+        canvas.paste(img, ((tw - nw) // 2, (th - nh) // 2))
+        img = canvas
+    else:  # shortest: torchvision Resize(int) then CenterCrop
+        short = min(th, tw)
+        if w <= h:
+            nw, nh = short, int(short * h / w)
+        else:
+            nw, nh = int(short * w / h), short
+        if (nw, nh) != (w, h):
+            img = img.resize((nw, nh), resample)
+        img = _center_crop(img, th, tw)
+    arr = np.asarray(img, dtype=np.uint8)
+    return arr
+
+
+def _center_crop(img: Image.Image, th: int, tw: int) -> Image.Image:
+    w, h = img.size
+    if w < tw or h < th:  # pad like torchvision's CenterCrop
+        canvas = Image.new("RGB", (max(w, tw), max(h, th)), (0, 0, 0))
+        canvas.paste(img, ((max(w, tw) - w) // 2, (max(h, th) - h) // 2))
+        img, (w, h) = canvas, canvas.size
+    top = round((h - th) / 2.0)
+    left = round((w - tw) / 2.0)
+    return img.crop((left, top, left + tw, top + th))
+
+
+def load_for_model(
+    source: str | Path | bytes, params: PreprocessParams
+) -> tuple[np.ndarray, ImageInfo]:
+    """Decode and prepare one image for the model (draft-mode JPEG decoding)."""
+    img, info = open_image(source, draft_size=min(params.size))
+    return prepare(img, params), info

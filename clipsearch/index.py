@@ -1,0 +1,268 @@
+"""The FAISS index: vectors by database id, exact or approximate, saved atomically.
+
+The index is a cache of the store. Its file is named after the last `vector_log` sequence
+number it contains (`vectors-000000000042.faiss`), written to a temporary file, fsynced and
+renamed, so a reader always finds a complete file and knows which log entries to replay.
+
+Small libraries use an exact inner-product index. Past `APPROX_THRESHOLD` vectors the library
+builds an IVF index (deletions still work) whose `nprobe` is tuned at build time, on a sample
+of the library's own vectors, to reach a recall@10 target against exact search.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+APPROX_THRESHOLD = 200_000  # vectors; below this exact search is fast enough
+RECALL_TARGET = 0.97  # tuned on a sample; the benchmark checks >= 0.95 on fresh queries
+_FILE_RE = re.compile(r"^vectors-(\d{12})\.faiss$")
+
+
+def _faiss():
+    import faiss
+
+    return faiss
+
+
+@dataclass
+class SearchHits:
+    """Results of one query: ids and cosine scores, best first."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+
+
+class VectorIndex:
+    """FAISS index keyed by image id, with the log position it reflects (`seq`)."""
+
+    def __init__(self, index, *, seq: int = 0) -> None:
+        self._index = index
+        self.seq = seq
+
+    # --- construction -------------------------------------------------------------------
+    @classmethod
+    def empty(cls, dim: int) -> VectorIndex:
+        faiss = _faiss()
+        return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(dim)))
+
+    @classmethod
+    def build(
+        cls,
+        dim: int,
+        ids: np.ndarray,
+        vectors: np.ndarray,
+        *,
+        approximate: bool | None = None,
+        seed: int = 1234,
+    ) -> VectorIndex:
+        """An index over `vectors`; approximate when there are many (or when asked)."""
+        n = len(ids)
+        if approximate is None:
+            approximate = n >= APPROX_THRESHOLD
+        if not approximate or n < 1_000:
+            index = cls.empty(dim)
+            index.add(ids, vectors)
+            return index
+        return cls(_build_ivf(dim, ids, vectors, seed=seed))
+
+    # --- properties ---------------------------------------------------------------------
+    @property
+    def ntotal(self) -> int:
+        return int(self._index.ntotal)
+
+    @property
+    def dim(self) -> int:
+        return int(self._index.d)
+
+    @property
+    def kind(self) -> str:
+        return "ivf" if hasattr(self._index, "nprobe") else "flat"
+
+    @property
+    def nprobe(self) -> int | None:
+        return int(self._index.nprobe) if self.kind == "ivf" else None
+
+    def ids(self) -> np.ndarray:
+        """Every id in the index (a copy)."""
+        faiss = _faiss()
+        if self.kind == "flat":
+            return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        invlists = self._index.invlists
+        out = []
+        for lst in range(self._index.nlist):
+            size = invlists.list_size(lst)
+            if size:
+                ptr = invlists.get_ids(lst)
+                out.append(faiss.rev_swig_ptr(ptr, size).copy())
+        return np.concatenate(out).astype(np.int64) if out else np.empty(0, np.int64)
+
+    # --- changes ------------------------------------------------------------------------
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add vectors; the caller guarantees the ids are not in the index."""
+        if len(ids) == 0:
+            return
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.shape[1] != self.dim:
+            raise ValueError(f"vector size {vectors.shape[1]} != index size {self.dim}")
+        self._index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
+
+    def remove(self, ids: np.ndarray | list[int]) -> int:
+        """Remove ids (absent ones are ignored); returns how many were removed."""
+        if len(ids) == 0:
+            return 0
+        faiss = _faiss()
+        sel = faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64))
+        return int(self._index.remove_ids(sel))
+
+    # --- search -------------------------------------------------------------------------
+    def search(
+        self, queries: np.ndarray, k: int, *, allowed: np.ndarray | None = None
+    ) -> list[SearchHits]:
+        """Top-`k` by inner product (cosine for unit vectors), optionally among `allowed`."""
+        faiss = _faiss()
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        k = min(k, self.ntotal if allowed is None else min(self.ntotal, len(allowed)))
+        if k <= 0:
+            return [SearchHits(np.empty(0, np.int64), np.empty(0, np.float32)) for _ in queries]
+        params = None
+        if allowed is not None:
+            sel = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+            if self.kind == "ivf":
+                # A filter can leave the probed lists empty: scan every list (still skipping
+                # everything outside the filter), which keeps filtered results exact.
+                params = faiss.SearchParametersIVF(sel=sel, nprobe=int(self._index.nlist))
+            else:
+                params = faiss.SearchParameters(sel=sel)
+        scores, ids = self._index.search(queries, k, params=params)
+        out = []
+        for row_s, row_i in zip(scores, ids, strict=True):
+            keep = row_i >= 0
+            out.append(SearchHits(row_i[keep].astype(np.int64), row_s[keep]))
+        return out
+
+    # --- files --------------------------------------------------------------------------
+    def save(self, folder: Path, seq: int) -> Path:
+        """Write atomically as `vectors-<seq>.faiss`, then delete older files."""
+        faiss = _faiss()
+        folder.mkdir(parents=True, exist_ok=True)
+        final = folder / f"vectors-{seq:012d}.faiss"
+        tmp = folder / f".{final.name}.{os.getpid()}.tmp"
+        try:
+            faiss.write_index(self._index, str(tmp))
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+            _fsync_dir(folder)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        self.seq = seq
+        for other in index_files(folder):
+            if other != final:
+                with contextlib.suppress(OSError):
+                    other.unlink()
+        return final
+
+    @classmethod
+    def load_latest(cls, folder: Path) -> VectorIndex | None:
+        """The newest readable index file in `folder`, or None (damaged files are skipped)."""
+        faiss = _faiss()
+        for path in sorted(index_files(folder), reverse=True):
+            try:
+                index = faiss.read_index(str(path))
+            except RuntimeError as exc:
+                log.warning("ignoring damaged index file %s: %s", path, str(exc).splitlines()[0])
+                continue
+            seq = int(_FILE_RE.match(path.name).group(1))  # type: ignore[union-attr]
+            return cls(index, seq=seq)
+        return None
+
+
+def index_files(folder: Path) -> list[Path]:
+    """Index files in `folder`, oldest first."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if _FILE_RE.match(p.name))
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _build_ivf(dim: int, ids: np.ndarray, vectors: np.ndarray, *, seed: int):
+    """IVF-Flat (inner product) with nprobe tuned to RECALL_TARGET on a sample."""
+    faiss = _faiss()
+    n = len(ids)
+    t0 = time.perf_counter()
+    nlist = int(min(max(64, round(np.sqrt(n))), 8192))
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed = seed
+    rng = np.random.default_rng(seed)
+    train_n = min(n, 40 * nlist)
+    sample = rng.choice(n, size=train_n, replace=False) if train_n < n else np.arange(n)
+    index.train(np.ascontiguousarray(vectors[sample], dtype=np.float32))
+    index.add_with_ids(
+        np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(ids, np.int64)
+    )
+    index.nprobe = _tune_nprobe(index, ids, vectors, rng)
+    log.info(
+        "built IVF index: %d vectors, nlist=%d, nprobe=%d in %.1fs",
+        n, nlist, index.nprobe, time.perf_counter() - t0,
+    )  # fmt: skip
+    return index
+
+
+def _tune_nprobe(index, ids: np.ndarray, vectors: np.ndarray, rng: np.random.Generator) -> int:
+    """Smallest nprobe whose recall@10 on sample queries (self excluded) meets the target."""
+    faiss = _faiss()
+    n_q = min(200, len(ids))
+    picks = rng.choice(len(ids), size=n_q, replace=False)
+    queries = np.ascontiguousarray(vectors[picks], dtype=np.float32)
+    exact = faiss.IndexFlatIP(index.d)
+    # Exact top-11 by streaming the vectors in chunks (no second full copy in memory).
+    best_s = np.full((n_q, 11), -np.inf, np.float32)
+    best_i = np.full((n_q, 11), -1, np.int64)
+    for start in range(0, len(ids), 200_000):
+        chunk = np.ascontiguousarray(vectors[start : start + 200_000], dtype=np.float32)
+        exact.reset()
+        exact.add(chunk)
+        s, i = exact.search(queries, 11)
+        i = np.where(i >= 0, ids[start + np.maximum(i, 0)], -1)
+        all_s = np.concatenate([best_s, s], axis=1)
+        all_i = np.concatenate([best_i, i], axis=1)
+        order = np.argsort(-all_s, axis=1)[:, :11]
+        best_s = np.take_along_axis(all_s, order, axis=1)
+        best_i = np.take_along_axis(all_i, order, axis=1)
+    truth = [set(row[row != ids[p]][:10].tolist()) for row, p in zip(best_i, picks, strict=True)]
+    nprobe = 1
+    while nprobe < index.nlist:
+        index.nprobe = nprobe
+        _, got = index.search(queries, 11)
+        hits = sum(
+            len(t & set(g[g != ids[p]][:10].tolist()))
+            for t, g, p in zip(truth, got, picks, strict=True)
+        )
+        if hits / max(1, sum(len(t) for t in truth)) >= RECALL_TARGET:
+            return nprobe
+        nprobe *= 2
+    return int(index.nlist)

@@ -1,0 +1,383 @@
+"""Indexing: scan -> diff against the store -> read/hash/decode -> encode -> commit -> index.
+
+Stages (clip-retrieval style: reader / mapper / writer):
+
+1. **scan** the roots; compare size + mtime with the store. Unchanged files are not read.
+2. **prepare** (decode threads): read each new or changed file once, hash it, and look the hash
+   up. A known hash needs no model: the file moved (its old path is gone: keep the row and
+   vector, change the path), was copied (reuse the vector) or was only touched. Otherwise
+   decode and resize for the model. Decoding runs while the model encodes the previous batch.
+3. **encode** batches with the model; **commit** rows + vectors + failures in one transaction
+   per batch, then update the in-memory index. A kill loses at most the batch in flight.
+4. **remove** rows whose files are gone from the scanned roots.
+
+A file that cannot be read is recorded with its reason and skipped; the run goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from clipsearch import fs
+from clipsearch.encoder import Encoder
+from clipsearch.errors import UnreadableImage
+from clipsearch.images import (
+    ImageInfo,
+    PreprocessParams,
+    content_hash,
+    open_image,
+    prepare,
+    read_file,
+)
+from clipsearch.index import VectorIndex
+from clipsearch.store.store import Changes, FailureRow, ImageRow, NewImage, Store
+
+
+@dataclass(frozen=True)
+class FailedFile:
+    path: str
+    reason: str
+
+
+@dataclass
+class IndexSummary:
+    """What an index run did. `to_dict()` is the stable `--json` shape."""
+
+    added: int = 0
+    updated: int = 0
+    moved: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    failures: list[FailedFile] = field(default_factory=list)
+    interrupted: bool = False
+    seconds: float = 0.0
+    embedded: int = 0  # images that went through the model
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["failures"] = [asdict(f) for f in self.failures]
+        out["seconds"] = round(self.seconds, 3)
+        out["timings"] = {k: round(v, 3) for k, v in self.timings.items()}
+        return out
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A progress report: `phase` is 'scan', 'embed' or 'remove'."""
+
+    phase: str
+    done: int
+    total: int | None
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+# --- stage 2: prepare (runs in decode threads) -------------------------------------------
+
+
+@dataclass
+class _Job:
+    kind: str  # new | changed | pending
+    stat: fs.FileStat
+    row: ImageRow | None
+
+
+@dataclass
+class _Prepared:
+    job: _Job
+    hash: str | None = None
+    pixels: np.ndarray | None = None
+    info: ImageInfo | None = None
+    matches: list[ImageRow] = field(default_factory=list)  # rows with this content + vector
+    error: str | None = None
+    vanished: bool = False
+
+
+def _prepare(job: _Job, params: PreprocessParams, store: Store) -> _Prepared:
+    out = _Prepared(job)
+    try:
+        data = read_file(job.stat.path)
+    except UnreadableImage as exc:
+        out.error, out.vanished = exc.reason, exc.reason == "file not found"
+        return out
+    out.hash = content_hash(data)
+    if job.row is not None and job.kind == "changed" and job.row.content_hash == out.hash:
+        return out  # touched, content unchanged
+    if job.kind != "pending":
+        out.matches = [r for r in store.rows_by_hash([out.hash]).get(out.hash, []) if r.has_vector]
+        if out.matches:
+            return out
+    try:
+        img, out.info = open_image(data, draft_size=min(params.size))
+        out.pixels = prepare(img, params)
+    except UnreadableImage as exc:
+        out.error = exc.reason
+    return out
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+class IndexRun:
+    """One `index` run over some roots. Not reusable."""
+
+    def __init__(
+        self,
+        store: Store,
+        index: Callable[[], VectorIndex],
+        encoder: Callable[[], Encoder],
+        *,
+        exclude: Iterable[str] = (),
+        workers: int | None = None,
+        batch_size: int = 32,
+        progress: ProgressFn | None = None,
+        source: str = "photos",
+    ) -> None:
+        self.store = store
+        self._index_provider = index  # called before the first commit (loads/repairs it)
+        self._index: VectorIndex | None = None
+        self._encoder_provider = encoder  # called on first file that needs the model
+        self.exclude = list(exclude)
+        self.workers = workers if workers is not None else min(4, os.cpu_count() or 1)
+        self.batch_size = batch_size
+        self.progress = progress or (lambda p: None)
+        self.source = source
+        self.summary = IndexSummary()
+        self._changes = Changes()
+        self._batch: list[_Prepared] = []
+        self._moved_ids: set[int] = set()
+        self._missing: dict[str, ImageRow] = {}
+        self._run_vectors: dict[str, np.ndarray] = {}  # hash -> vector embedded in this run
+        self._t = dict.fromkeys(("scan", "wait", "encode", "commit", "remove"), 0.0)
+
+    @property
+    def encoder(self) -> Encoder:
+        return self._encoder_provider()
+
+    @property
+    def index(self) -> VectorIndex:
+        # Fetched once: from then on this run (the only writer) keeps it in step itself.
+        if self._index is None:
+            self._index = self._index_provider()
+        return self._index
+
+    def run(self, roots: list[str]) -> IndexSummary:
+        start = time.perf_counter()
+        try:
+            jobs, gone_failures = self._scan_and_diff(roots)
+            self._embed(jobs, roots)
+            if not self.summary.interrupted:
+                self._remove_missing(gone_failures)
+        except KeyboardInterrupt:
+            self.summary.interrupted = True
+        self.summary.seconds = time.perf_counter() - start
+        self.summary.timings = dict(self._t)
+        return self.summary
+
+    # 1. scan + diff
+    def _scan_and_diff(self, roots: list[str]) -> tuple[list[_Job], list[str]]:
+        t0 = time.perf_counter()
+        on_disk: dict[str, fs.FileStat] = {}
+
+        def scan_error(path: str, reason: str) -> None:
+            self.summary.failures.append(FailedFile(path, reason))
+            self.summary.failed += 1
+
+        for st in fs.scan(roots, exclude=self.exclude, on_error=scan_error):
+            on_disk[st.path] = st
+            if len(on_disk) % 1000 == 0:
+                self.progress(Progress("scan", len(on_disk), None))
+        self.progress(Progress("scan", len(on_disk), len(on_disk)))
+        rows = self.store.rows_under(roots)
+        known_failures = self.store.failures_under(roots)
+        jobs: list[_Job] = []
+        for path, st in on_disk.items():
+            row = rows.get(path)
+            if row is not None:
+                if row.size == st.size and row.mtime_ns == st.mtime_ns:
+                    if row.has_vector:
+                        self.summary.unchanged += 1
+                    else:
+                        jobs.append(_Job("pending", st, row))
+                else:
+                    jobs.append(_Job("changed", st, row))
+                continue
+            failure = known_failures.get(path)
+            if failure and failure.size == st.size and failure.mtime_ns == st.mtime_ns:
+                self.summary.failed += 1  # known bad, unchanged: not re-read
+                self.summary.failures.append(FailedFile(path, failure.reason))
+                continue
+            jobs.append(_Job("new", st, None))
+        self._missing = {p: r for p, r in rows.items() if p not in on_disk}
+        gone_failures = [p for p in known_failures if p not in on_disk]
+        self._t["scan"] += time.perf_counter() - t0
+        return jobs, gone_failures
+
+    # 2 + 3. prepare in threads, encode + commit in this thread
+    def _embed(self, jobs: list[_Job], roots: list[str]) -> None:
+        if not jobs:
+            return
+        params = self.encoder.params  # loads the model
+        total = len(jobs)
+        self.progress(Progress("embed", 0, total))
+        window = max(2 * self.batch_size, 4 * max(1, self.workers))
+        pending: deque[Future[_Prepared]] = deque()
+        done = 0
+        pool = ThreadPoolExecutor(max(1, self.workers), thread_name_prefix="clipsearch-decode")
+        it = iter(jobs)
+        try:
+            for job in it:
+                pending.append(pool.submit(_prepare, job, params, self.store))
+                if len(pending) >= window:
+                    done += self._consume(pending.popleft(), roots)
+                    if done % 8 == 0:
+                        self.progress(Progress("embed", done, total))
+            while pending:
+                done += self._consume(pending.popleft(), roots)
+                if done % 8 == 0:
+                    self.progress(Progress("embed", done, total))
+            self._flush()
+            self.progress(Progress("embed", done, total))
+        except KeyboardInterrupt:
+            self.summary.interrupted = True
+            for fut in pending:
+                fut.cancel()
+            # What was prepared but not committed is simply redone by the next run.
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _consume(self, fut: Future[_Prepared], roots: list[str]) -> int:
+        t0 = time.perf_counter()
+        item = fut.result()
+        self._t["wait"] += time.perf_counter() - t0
+        job, st = item.job, item.job.stat
+        ch = self._changes
+        if item.error is not None:
+            if not item.vanished:
+                self._fail(job, item.error)
+        elif item.pixels is None and item.matches:
+            self._reuse(item, roots)
+        elif item.pixels is None:  # touched: same content, new mtime
+            assert job.row is not None
+            ch.touches.append((job.row.id, st.size, st.mtime_ns))
+            self.summary.unchanged += 1
+        elif item.hash in self._run_vectors:  # same content as a file embedded this run
+            self._store_vector(item, self._run_vectors[item.hash])
+        else:
+            self._batch.append(item)
+        if len(self._batch) >= self.batch_size or self._pending_small_changes() >= 256:
+            self._flush()
+        return 1
+
+    def _pending_small_changes(self) -> int:
+        ch = self._changes
+        return len(ch.moves) + len(ch.touches) + len(ch.failures) + len(ch.inserts)
+
+    def _fail(self, job: _Job, reason: str) -> None:
+        st = job.stat
+        self._changes.failures.append(
+            FailureRow(st.path, st.size, st.mtime_ns, reason, time.time())
+        )
+        if job.row is not None:  # an indexed file that became unreadable leaves the index
+            self._changes.removes.append(job.row.id)
+        self.summary.failed += 1
+        self.summary.failures.append(FailedFile(st.path, reason))
+
+    def _reuse(self, item: _Prepared, roots: list[str]) -> None:
+        """A file whose content the library already has: a move, or a copy."""
+        job, st = item.job, item.job.stat
+        if job.kind == "new":
+            for row in item.matches:
+                if row.id in self._moved_ids:
+                    continue
+                gone = row.path in self._missing or (
+                    not any(fs.is_under(row.path, r) for r in roots)
+                    and not os.path.exists(row.path)
+                )
+                if gone:
+                    self._missing.pop(row.path, None)
+                    self._moved_ids.add(row.id)
+                    self._changes.moves.append((row.id, st.path, st.size, st.mtime_ns))
+                    self._changes.cleared_failures.append(st.path)
+                    self.summary.moved += 1
+                    return
+        source = item.matches[0]
+        _, vectors = self.store.get_vectors([source.id], self.encoder.dim)
+        if len(vectors) == 0:  # the source lost its vector meanwhile: embed normally
+            self._fail(job, "content changed while indexing; run again")
+            return
+        info = ImageInfo(
+            source.width or 0, source.height or 0, source.format or "", source.taken_at
+        )
+        item.info = info
+        self._store_vector(item, vectors[0])
+
+    def _store_vector(self, item: _Prepared, vector: np.ndarray) -> None:
+        job, st, info = item.job, item.job.stat, item.info
+        assert item.hash is not None and info is not None
+        new = NewImage(
+            path=st.path, size=st.size, mtime_ns=st.mtime_ns, content_hash=item.hash,
+            vector=vector, width=info.width, height=info.height, format=info.format,
+            taken_at=info.taken_at, source=job.row.source if job.row else self.source,
+        )  # fmt: skip
+        if job.row is None:
+            self._changes.inserts.append(new)
+            self._changes.cleared_failures.append(st.path)
+            self.summary.added += 1
+        else:
+            self._changes.replaces.append((job.row.id, new))
+            self._changes.cleared_failures.append(st.path)
+            self.summary.updated += 1
+
+    def _flush(self) -> None:
+        if self._batch:
+            t0 = time.perf_counter()
+            vectors = self.encoder.encode_images(np.stack([b.pixels for b in self._batch]))
+            self._t["encode"] += time.perf_counter() - t0
+            self.summary.embedded += len(self._batch)
+            for item, vec in zip(self._batch, vectors, strict=True):
+                assert item.hash is not None
+                self._run_vectors[item.hash] = vec
+                self._store_vector(item, vec)
+            self._batch = []
+        if self._changes:
+            self._commit(self._changes)
+            self._changes = Changes()
+
+    def _commit(self, changes: Changes) -> None:
+        t0 = time.perf_counter()
+        index = self.index  # before the commit: catching up must not replay it
+        new_ids, last_seq = self.store.apply(changes)
+        # Mirror the commit in the in-memory index.
+        stale = [i for i, _ in changes.replaces] + changes.removes
+        index.remove(stale)
+        add_ids = new_ids + [i for i, n in changes.replaces if n.vector is not None]
+        add_vecs = [n.vector for n in changes.inserts] + [
+            n.vector for _, n in changes.replaces if n.vector is not None
+        ]
+        if add_ids:
+            index.add(np.asarray(add_ids, np.int64), np.stack(add_vecs))
+        if last_seq is not None:
+            index.seq = last_seq
+        self._t["commit"] += time.perf_counter() - t0
+
+    # 4. remove what is gone
+    def _remove_missing(self, gone_failures: list[str]) -> None:
+        t0 = time.perf_counter()
+        ids = [r.id for r in self._missing.values() if r.id not in self._moved_ids]
+        if ids or gone_failures:
+            self.progress(Progress("remove", 0, len(ids)))
+            self._commit(Changes(removes=ids, cleared_failures=gone_failures))
+            self.summary.removed += len(ids)
+            self.progress(Progress("remove", len(ids), len(ids)))
+        self._t["remove"] += time.perf_counter() - t0

@@ -1,0 +1,93 @@
+"""One writer per library: an advisory lock on `LIBRARY/lock`.
+
+The kernel holds the lock (flock), so a killed process releases it at once; no stale
+lock files to clean up. The file also records who holds it, for error messages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from clipsearch.errors import LibraryLocked
+
+
+class WriterLock:
+    """Exclusive, non-blocking writer lock for a library directory."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "lock"
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self, purpose: str = "") -> None:
+        if self._fd is not None:
+            return
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = self.holder()
+            os.close(fd)
+            who = (
+                f"pid {holder.get('pid')}, running `{holder.get('command', '?')}`" if holder else ""
+            )
+            raise LibraryLocked(
+                f"the library {self.path.parent} is being written by another clipsearch "
+                f"process{f' ({who})' if who else ''}",
+                hint="Wait for it to finish, or stop it, then try again. Searching works "
+                "meanwhile.",
+            ) from None
+        info = {
+            "pid": os.getpid(),
+            "command": purpose or " ".join(["clipsearch", *sys.argv[1:]])[:200],
+            "since": time.time(),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, 0)
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
+
+    def holder(self) -> dict:
+        """Who holds the lock right now ({} if nobody)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return {}
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pass  # held: read who holds it
+            else:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                return {}
+            raw = os.read(fd, 4096)
+            return json.loads(raw) if raw else {"pid": None}
+        except (OSError, ValueError):
+            return {"pid": None}
+        finally:
+            os.close(fd)
+
+    def __enter__(self) -> WriterLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

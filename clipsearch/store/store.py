@@ -1,0 +1,400 @@
+"""Queries over the library database. One short transaction per unit of work.
+
+Vectors are stored as little-endian float32 blobs next to their image rows: SQLite is the
+source of truth and the FAISS file a cache that can always be rebuilt from here. Every
+change to a vector is appended to `vector_log` in the same transaction, which is how an
+index file (and any reader process) catches up.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from sqlalchemy import Engine, delete, func, insert, or_, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from clipsearch.store.models import Failure, Image, Meta, Root, VectorLog
+
+_CHUNK = 20_000  # ids per IN (...) query; SQLite here allows 250k variables
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    """An image as the store knows it (without its vector)."""
+
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str
+    width: int | None
+    height: int | None
+    format: str | None
+    taken_at: str | None
+    source: str
+    added_at: float
+    updated_at: float
+    has_vector: bool
+
+
+@dataclass(frozen=True)
+class FailureRow:
+    path: str
+    size: int
+    mtime_ns: int
+    reason: str
+    failed_at: float
+
+
+@dataclass
+class NewImage:
+    """Everything needed to insert or replace an image row."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str
+    vector: np.ndarray | None
+    width: int | None = None
+    height: int | None = None
+    format: str | None = None
+    taken_at: str | None = None
+    source: str = "photos"
+
+
+@dataclass
+class Changes:
+    """One ingest commit. Applied atomically by `Store.apply`."""
+
+    inserts: list[NewImage] = field(default_factory=list)
+    replaces: list[tuple[int, NewImage]] = field(default_factory=list)  # re-embedded files
+    moves: list[tuple[int, str, int, int]] = field(default_factory=list)  # id, path, size, mtime
+    touches: list[tuple[int, int, int]] = field(default_factory=list)  # id, size, mtime
+    removes: list[int] = field(default_factory=list)
+    failures: list[FailureRow] = field(default_factory=list)
+    cleared_failures: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return any(
+            (self.inserts, self.replaces, self.moves, self.touches, self.removes,
+             self.failures, self.cleared_failures)
+        )  # fmt: skip
+
+
+_ROW_COLUMNS = (
+    Image.id, Image.path, Image.size, Image.mtime_ns, Image.content_hash, Image.width,
+    Image.height, Image.format, Image.taken_at, Image.source, Image.added_at, Image.updated_at,
+    Image.embedding.is_not(None),
+)  # fmt: skip
+
+
+def _row(r: Sequence) -> ImageRow:
+    return ImageRow(*r[:12], has_vector=bool(r[12]))
+
+
+def _blob(vector: np.ndarray | None) -> bytes | None:
+    if vector is None:
+        return None
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+def _chunks(items: Sequence, n: int = _CHUNK) -> Iterator[Sequence]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def under(column, roots: Iterable[str]):  # -> ColumnElement[bool]
+    """SQL condition: `column` is one of `roots` or inside one (uses the path index)."""
+    clauses = []
+    for root in roots:
+        base = root.rstrip("/")
+        # '0' is the character after '/', so this range is exactly "base/...".
+        clauses.append(column == base)
+        clauses.append((column > base + "/") & (column < base + "0"))
+    return or_(*clauses)
+
+
+class Store:
+    """Typed access to one library database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # --- meta ------------------------------------------------------------------------
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        with self.engine.connect() as conn:
+            value = conn.execute(select(Meta.value).where(Meta.key == key)).scalar()
+        return default if value is None else value
+
+    def all_meta(self) -> dict[str, str]:
+        with self.engine.connect() as conn:
+            return dict(conn.execute(select(Meta.key, Meta.value)).all())
+
+    def set_meta(self, values: dict[str, str]) -> None:
+        with self.engine.begin() as conn:
+            self._set_meta(conn, values)
+
+    @staticmethod
+    def _set_meta(conn, values: dict[str, str]) -> None:
+        for key, value in values.items():
+            stmt = sqlite_insert(Meta).values(key=key, value=str(value))
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[Meta.key], set_={"value": stmt.excluded.value}
+                )
+            )
+
+    # --- reads -----------------------------------------------------------------------
+    def rows_under(self, roots: Iterable[str]) -> dict[str, ImageRow]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(*_ROW_COLUMNS).where(under(Image.path, roots)))
+            return {r[1]: _row(r) for r in rows}
+
+    def failures_under(self, roots: Iterable[str]) -> dict[str, FailureRow]:
+        cols = (Failure.path, Failure.size, Failure.mtime_ns, Failure.reason, Failure.failed_at)
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(*cols).where(under(Failure.path, roots)))
+            return {r[0]: FailureRow(*r) for r in rows}
+
+    def failures(self, limit: int | None = None) -> list[FailureRow]:
+        cols = (Failure.path, Failure.size, Failure.mtime_ns, Failure.reason, Failure.failed_at)
+        query = select(*cols).order_by(Failure.path)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [FailureRow(*r) for r in conn.execute(query)]
+
+    def rows_by_hash(self, hashes: Iterable[str]) -> dict[str, list[ImageRow]]:
+        found: dict[str, list[ImageRow]] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(sorted(set(hashes))):
+                q = select(*_ROW_COLUMNS).where(Image.content_hash.in_(chunk))
+                for r in conn.execute(q):
+                    found.setdefault(r[4], []).append(_row(r))
+        return found
+
+    def get_rows(self, ids: Iterable[int]) -> dict[int, ImageRow]:
+        out: dict[int, ImageRow] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks([int(i) for i in ids]):
+                for r in conn.execute(select(*_ROW_COLUMNS).where(Image.id.in_(chunk))):
+                    out[r[0]] = _row(r)
+        return out
+
+    def row_by_path(self, path: str) -> ImageRow | None:
+        with self.engine.connect() as conn:
+            r = conn.execute(select(*_ROW_COLUMNS).where(Image.path == path)).first()
+        return _row(r) if r else None
+
+    def get_vectors(self, ids: Iterable[int], dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) for those of `ids` that have a vector."""
+        got_ids: list[int] = []
+        blobs: list[bytes] = []
+        with self.engine.connect() as conn:
+            for chunk in _chunks([int(i) for i in ids]):
+                q = select(Image.id, Image.embedding).where(
+                    Image.id.in_(chunk), Image.embedding.is_not(None)
+                )
+                for i, blob in conn.execute(q):
+                    got_ids.append(i)
+                    blobs.append(blob)
+        return _stack(got_ids, blobs, dim)
+
+    def iter_vectors(
+        self, dim: int, chunk: int = 50_000
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """All vectors in id order, `chunk` rows at a time (for index rebuilds)."""
+        last = -1
+        while True:
+            with self.engine.connect() as conn:
+                q = (
+                    select(Image.id, Image.embedding)
+                    .where(Image.id > last, Image.embedding.is_not(None))
+                    .order_by(Image.id)
+                    .limit(chunk)
+                )
+                rows = conn.execute(q).all()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield _stack([r[0] for r in rows], [r[1] for r in rows], dim)
+
+    def ids_under(self, roots: Iterable[str]) -> np.ndarray:
+        with self.engine.connect() as conn:
+            ids = conn.execute(
+                select(Image.id).where(under(Image.path, roots), Image.embedding.is_not(None))
+            ).scalars()
+            return np.fromiter(ids, dtype=np.int64)
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            images = conn.execute(select(func.count()).select_from(Image)).scalar() or 0
+            vectors = (
+                conn.execute(
+                    select(func.count()).select_from(Image).where(Image.embedding.is_not(None))
+                ).scalar()
+                or 0
+            )
+            failures = conn.execute(select(func.count()).select_from(Failure)).scalar() or 0
+            by_source = dict(
+                conn.execute(select(Image.source, func.count()).group_by(Image.source)).all()
+            )
+        return {
+            "images": images,
+            "vectors": vectors,
+            "failures": failures,
+            "photos": by_source.get("photos", 0),
+            "generated": by_source.get("generated", 0),
+        }
+
+    def vector_count(self) -> int:
+        return self.counts()["vectors"]
+
+    def roots(self) -> list[tuple[str, float | None]]:
+        with self.engine.connect() as conn:
+            return [
+                (p, t)
+                for p, t in conn.execute(
+                    select(Root.path, Root.last_indexed_at).order_by(Root.path)
+                )
+            ]
+
+    # --- the vector log ----------------------------------------------------------------
+    def max_seq(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.max(VectorLog.seq))).scalar() or int(
+                self.get_meta("log_pruned_upto", "0") or 0
+            )
+
+    def log_since(self, seq: int) -> list[tuple[int, int, str]]:
+        with self.engine.connect() as conn:
+            q = select(VectorLog.seq, VectorLog.image_id, VectorLog.op).where(VectorLog.seq > seq)
+            return [tuple(r) for r in conn.execute(q.order_by(VectorLog.seq))]
+
+    def prune_log(self, upto: int) -> None:
+        """Forget log entries an index file saved at `upto` already contains."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(VectorLog).where(VectorLog.seq <= upto))
+            current = conn.execute(select(Meta.value).where(Meta.key == "log_pruned_upto")).scalar()
+            if current is None or int(current) < upto:
+                self._set_meta(conn, {"log_pruned_upto": str(upto)})
+
+    # --- writes ------------------------------------------------------------------------
+    def apply(self, changes: Changes) -> tuple[list[int], int | None]:
+        """Apply one ingest commit atomically.
+
+        Returns the ids of the inserted rows and the last vector-log seq it wrote (None if
+        it changed no vector).
+        """
+        now = time.time()
+        new_ids: list[int] = []
+        log: list[dict] = []
+        with self.engine.begin() as conn:
+            for img in changes.inserts:
+                new_id = conn.execute(
+                    insert(Image).values(**_values(img), added_at=now, updated_at=now)
+                ).inserted_primary_key[0]
+                new_ids.append(int(new_id))
+                if img.vector is not None:
+                    log.append({"image_id": new_id, "op": "add"})
+            for image_id, img in changes.replaces:
+                conn.execute(
+                    update(Image).where(Image.id == image_id).values(**_values(img), updated_at=now)
+                )
+                log.append(
+                    {"image_id": image_id, "op": "add" if img.vector is not None else "remove"}
+                )
+            for image_id, path, size, mtime_ns in changes.moves:
+                conn.execute(
+                    update(Image)
+                    .where(Image.id == image_id)
+                    .values(path=path, size=size, mtime_ns=mtime_ns, updated_at=now)
+                )
+            for image_id, size, mtime_ns in changes.touches:
+                conn.execute(
+                    update(Image)
+                    .where(Image.id == image_id)
+                    .values(size=size, mtime_ns=mtime_ns, updated_at=now)
+                )
+            for chunk in _chunks(changes.removes):
+                conn.execute(delete(Image).where(Image.id.in_(chunk)))
+                log.extend({"image_id": i, "op": "remove"} for i in chunk)
+            if changes.cleared_failures:
+                for chunk in _chunks(changes.cleared_failures):
+                    conn.execute(delete(Failure).where(Failure.path.in_(chunk)))
+            for f in changes.failures:
+                stmt = sqlite_insert(Failure).values(
+                    path=f.path, size=f.size, mtime_ns=f.mtime_ns, reason=f.reason,
+                    failed_at=f.failed_at,
+                )  # fmt: skip
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=[Failure.path],
+                        set_={
+                            k: stmt.excluded[k] for k in ("size", "mtime_ns", "reason", "failed_at")
+                        },
+                    )
+                )
+            last_seq = None
+            if log:
+                conn.execute(insert(VectorLog), log)
+                last_seq = conn.execute(select(func.max(VectorLog.seq))).scalar()
+        return new_ids, last_seq
+
+    def touch_roots(self, roots: Iterable[str], *, indexed: bool) -> None:
+        now = time.time()
+        with self.engine.begin() as conn:
+            for root in roots:
+                stmt = sqlite_insert(Root).values(
+                    path=root, added_at=now, last_indexed_at=now if indexed else None
+                )
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=[Root.path],
+                        set_={"last_indexed_at": stmt.excluded.last_indexed_at}
+                        if indexed
+                        else {"path": stmt.excluded.path},
+                    )
+                )
+
+    def clear_vectors(self, meta: dict[str, str]) -> int:
+        """Drop every vector (switching models) and record the new model, atomically."""
+        with self.engine.begin() as conn:
+            ids = list(conn.execute(select(Image.id).where(Image.embedding.is_not(None))).scalars())
+            conn.execute(update(Image).values(embedding=None))
+            if ids:
+                conn.execute(insert(VectorLog), [{"image_id": i, "op": "remove"} for i in ids])
+            self._set_meta(conn, meta)
+        return len(ids)
+
+    def ids_without_vectors(self) -> list[ImageRow]:
+        with self.engine.connect() as conn:
+            return [
+                _row(r)
+                for r in conn.execute(select(*_ROW_COLUMNS).where(Image.embedding.is_(None)))
+            ]
+
+
+def _values(img: NewImage) -> dict:
+    return {
+        "path": img.path,
+        "size": img.size,
+        "mtime_ns": img.mtime_ns,
+        "content_hash": img.content_hash,
+        "width": img.width,
+        "height": img.height,
+        "format": img.format,
+        "taken_at": img.taken_at,
+        "source": img.source,
+        "embedding": _blob(img.vector),
+    }
+
+
+def _stack(ids: list[int], blobs: list[bytes], dim: int) -> tuple[np.ndarray, np.ndarray]:
+    if not ids:
+        return np.empty(0, np.int64), np.empty((0, dim), np.float32)
+    matrix = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(ids), dim)
+    return np.asarray(ids, dtype=np.int64), matrix.astype(np.float32, copy=False)
