@@ -123,7 +123,7 @@ def open_image(
         raise UnreadableImage(label, f"image too large to decode safely ({exc})") from None
     except OSError as exc:
         text = str(exc)
-        if "truncated" in text or "broken" in text.lower():
+        if "truncated" in text.lower() or "broken" in text.lower():
             raise UnreadableImage(label, "truncated or corrupt image data") from None
         raise UnreadableImage(label, f"corrupt image ({text or type(exc).__name__})") from None
     except (SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError) as exc:
@@ -212,8 +212,7 @@ def prepare(img: Image.Image, params: PreprocessParams) -> np.ndarray:
         if (nw, nh) != (w, h):
             img = img.resize((nw, nh), resample)
         img = _center_crop(img, th, tw)
-    arr = np.asarray(img, dtype=np.uint8)
-    return arr
+    return np.array(img, dtype=np.uint8)  # a writable copy (torch wraps it without copying)
 
 
 def _center_crop(img: Image.Image, th: int, tw: int) -> Image.Image:

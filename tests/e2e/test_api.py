@@ -1,0 +1,58 @@
+"""The Python API mirrors the CLI."""
+
+import pytest
+
+from clipsearch import ClipsearchError, Library
+from clipsearch.errors import LibraryLocked
+from clipsearch.index import index_files
+
+
+def test_open_index_search_status(lib_dir, photos, tiny_model):
+    with Library.open(lib_dir, model=tiny_model) as lib:
+        summary = lib.index([photos])
+        assert summary.added == 8 and summary.to_dict()["failures"] == []
+        hits = lib.search(image=photos / "img1.jpg", k=3)
+        assert hits[0].path == str(photos / "img1.jpg") and len(hits) == 3
+        assert lib.search("a cat", k=2, within=[photos / "sub"])[0].path.startswith(
+            str(photos / "sub"))
+        like = lib.search(like=hits[0].id, k=2)
+        assert hits[0].id not in [h.id for h in like]
+        st = lib.status()
+        assert st["images"] == 8 and st["model"] == tiny_model
+    assert "Library(" in repr(lib)
+
+
+def test_progress_callback_reports_phases(lib_dir, photos, tiny_model):
+    seen = []
+    with Library.open(lib_dir, model=tiny_model) as lib:
+        lib.index([photos], progress=seen.append)
+    phases = {p.phase for p in seen}
+    assert {"scan", "embed"} <= phases
+    last_embed = [p for p in seen if p.phase == "embed"][-1]
+    assert last_embed.done == last_embed.total == 8
+
+
+def test_one_writer_at_a_time(lib_dir, photos, tiny_model):
+    with Library.open(lib_dir, model=tiny_model) as lib:
+        lib.index([photos])
+        with lib._writing("test holds the lock"):
+            other = Library.open(lib_dir)
+            with pytest.raises(LibraryLocked, match="being written by another") as err:
+                other.index([photos])
+            assert "test holds the lock" in str(err.value)
+            # Readers are never blocked.
+            assert len(other.search(image=photos / "img0.jpg", k=1)) == 1
+            other.close()
+
+
+def test_index_file_is_saved_and_log_pruned(lib_dir, photos, tiny_model):
+    with Library.open(lib_dir, model=tiny_model) as lib:
+        lib.index([photos])
+        (f,) = index_files(lib_dir)
+        assert int(f.stem.split("-")[1]) == lib.store.max_seq()
+        assert lib.store.log_since(0) == []
+
+
+def test_errors_share_a_base_class(tmp_path):
+    with pytest.raises(ClipsearchError):
+        Library.open(tmp_path / "missing", create=False)

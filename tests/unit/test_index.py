@@ -1,0 +1,66 @@
+"""The FAISS wrapper: ids, deletions, filters, atomic files, damaged files, IVF recall."""
+
+import numpy as np
+import pytest
+
+from clipsearch.index import VectorIndex, index_files
+
+
+def unit(n, d=16, seed=0):
+    x = np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_add_search_remove_by_id():
+    vecs = unit(50)
+    ids = np.arange(100, 150)
+    idx = VectorIndex.empty(16)
+    idx.add(ids, vecs)
+    hits = idx.search(vecs[7], 3)[0]
+    assert hits.ids[0] == 107 and hits.scores[0] == pytest.approx(1.0, abs=1e-5)
+    assert list(hits.scores) == sorted(hits.scores, reverse=True)
+    assert idx.remove([107, 999]) == 1
+    assert 107 not in idx.search(vecs[7], 10)[0].ids
+    assert idx.ntotal == 49 and sorted(idx.ids()) == [i for i in range(100, 150) if i != 107]
+
+
+def test_filtered_search_returns_only_allowed():
+    vecs = unit(200)
+    idx = VectorIndex.empty(16)
+    idx.add(np.arange(200), vecs)
+    allowed = np.array([3, 50, 199])
+    hits = idx.search(vecs[0], 10, allowed=allowed)[0]
+    assert set(hits.ids) == {3, 50, 199}
+
+
+def test_save_load_and_damaged_files(tmp_path):
+    vecs = unit(30)
+    idx = VectorIndex.empty(16)
+    idx.add(np.arange(30), vecs)
+    first = idx.save(tmp_path, seq=5)
+    idx.add(np.array([99]), unit(1, seed=9))
+    second = idx.save(tmp_path, seq=9)
+    assert index_files(tmp_path) == [second] and not first.exists()  # older files removed
+    loaded = VectorIndex.load_latest(tmp_path)
+    assert loaded.seq == 9 and loaded.ntotal == 31
+    second.write_bytes(second.read_bytes()[:100])  # truncated
+    assert VectorIndex.load_latest(tmp_path) is None
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_ivf_meets_recall_target_on_clustered_data():
+    rng = np.random.default_rng(1)
+    centers = unit(50, d=32, seed=2)
+    data = centers[rng.integers(0, 50, 20_000)] + 0.15 * rng.standard_normal((20_000, 32))
+    data = (data / np.linalg.norm(data, axis=1, keepdims=True)).astype(np.float32)
+    ids = np.arange(20_000) * 3
+    ivf = VectorIndex.build(32, ids, data, approximate=True)
+    exact = VectorIndex.build(32, ids, data, approximate=False)
+    assert ivf.kind == "ivf" and exact.kind == "flat" and ivf.nprobe < 141
+    queries = centers[rng.integers(0, 50, 100)] + 0.15 * rng.standard_normal((100, 32))
+    got = ivf.search(queries.astype(np.float32), 10)
+    want = exact.search(queries.astype(np.float32), 10)
+    recall = np.mean([len(set(g.ids) & set(w.ids)) / 10 for g, w in zip(got, want, strict=True)])
+    assert recall >= 0.9
+    ivf.remove(ids[:10])
+    assert ivf.ntotal == 19_990 and not set(ids[:10]) & set(ivf.ids())
