@@ -64,3 +64,24 @@ def test_ivf_meets_recall_target_on_clustered_data():
     assert recall >= 0.9
     ivf.remove(ids[:10])
     assert ivf.ntotal == 19_990 and not set(ids[:10]) & set(ivf.ids())
+
+
+def test_blas_flat_search_matches_faiss_scan():
+    vecs = unit(5_000, d=64, seed=4)
+    idx = VectorIndex.empty(64)
+    idx.add(np.arange(5_000) * 2, vecs)
+    queries = unit(5, d=64, seed=5)
+    ours = idx.search(queries, 10)  # few queries: BLAS over FAISS's storage
+    faiss_scores, faiss_ids = idx._index.search(queries, 10)  # FAISS's own scan
+    for hits, fi, fs in zip(ours, faiss_ids, faiss_scores, strict=True):
+        assert list(hits.ids) == list(fi)
+        assert np.allclose(hits.scores, fs, atol=1e-5)
+    idx.remove([int(ours[0].ids[0])])  # the view is refreshed after changes
+    assert idx.search(queries[0], 1)[0].ids[0] == ours[0].ids[1]
+
+
+def test_structureless_data_keeps_exact_search():
+    # Uniform random vectors: an IVF would have to scan most lists, so exact is kept.
+    data = unit(5_000, d=64, seed=6)
+    idx = VectorIndex.build(64, np.arange(5_000), data, approximate=True)
+    assert idx.kind == "flat"
