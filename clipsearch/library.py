@@ -196,43 +196,50 @@ class Library:
     def _sync_index(self) -> VectorIndex:
         dim = self.dim
         assert dim is not None
-        pruned = int(self.store.get_meta("log_pruned_upto", "0") or 0)
-        index = VectorIndex.load_latest(self.path)
-        if index is not None and (index.dim != dim or index.seq < pruned):
-            log.info("index file is stale (seq %s < %s); rebuilding", index.seq, pruned)
-            index = None
-        if index is not None:
-            self._catch_up(index)
-            if index.ntotal != self.store.vector_count():
-                self._catch_up(index)  # a writer may have committed meanwhile
-        if index is None or index.ntotal != self.store.vector_count():
-            if index is not None:
-                log.warning(
-                    "index file disagrees with the database (%d vs %d vectors); rebuilding",
-                    index.ntotal, self.store.vector_count(),
-                )  # fmt: skip
-            index = self._rebuild(dim)
-        return index
+        for _ in range(3):
+            index = VectorIndex.load_latest(self.path)
+            if index is None or index.dim != dim:
+                break
+            try:
+                self._catch_up(index)
+                if index.ntotal != self.store.vector_count():
+                    self._catch_up(index)  # a writer may have committed meanwhile
+            except _Stale:
+                continue  # a writer saved a newer file and pruned the log: load that one
+            if index.ntotal == self.store.vector_count():
+                return index
+            log.warning(
+                "index file disagrees with the database (%d vs %d vectors); rebuilding",
+                index.ntotal, self.store.vector_count(),
+            )  # fmt: skip
+            break
+        return self._rebuild(dim)
 
     def _rebuild(self, dim: int) -> VectorIndex:
-        seq = self.store.max_seq()
-        parts = list(self.store.iter_vectors(dim))
-        ids = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, np.int64)
-        vecs = np.concatenate([p[1] for p in parts]) if parts else np.empty((0, dim), np.float32)
-        index = VectorIndex.build(dim, ids, vecs)
-        index.seq = seq
-        self._catch_up(index)  # entries committed while we read are replayed idempotently
-        self._maybe_save(index, force=True)
-        return index
+        while True:
+            seq = self.store.max_seq()
+            parts = list(self.store.iter_vectors(dim))
+            ids = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, np.int64)
+            vecs = (
+                np.concatenate([p[1] for p in parts]) if parts else np.empty((0, dim), np.float32)
+            )
+            index = VectorIndex.build(dim, ids, vecs)
+            index.seq = seq
+            try:
+                self._catch_up(index)  # entries committed while we read replay idempotently
+            except _Stale:
+                continue
+            self._maybe_save(index, force=True)
+            return index
 
     def _catch_up(self, index: VectorIndex) -> None:
         """Replay vector-log entries newer than the index (idempotent)."""
+        pruned = int(self.store.get_meta("log_pruned_upto", "0") or 0)
+        if index.seq < pruned:  # entries it needs were pruned after a newer file was saved
+            raise _Stale()
         entries = self.store.log_since(index.seq)
         if not entries:
             return
-        pruned = int(self.store.get_meta("log_pruned_upto", "0") or 0)
-        if index.seq < pruned:
-            raise _Stale()
         final: dict[int, str] = {}
         for _, image_id, op in entries:
             final[image_id] = op

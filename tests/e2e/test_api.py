@@ -56,3 +56,22 @@ def test_index_file_is_saved_and_log_pruned(lib_dir, photos, tiny_model):
 def test_errors_share_a_base_class(tmp_path):
     with pytest.raises(ClipsearchError):
         Library.open(tmp_path / "missing", create=False)
+
+
+def test_long_lived_reader_sees_a_writers_changes(lib_dir, photos, tiny_model, tmp_path):
+    from tests.conftest import make_image
+
+    with Library.open(lib_dir, model=tiny_model) as writer:
+        writer.index([photos])
+    reader = Library.open(lib_dir)
+    assert len(reader.search("x", k=50)) == 8
+    more = tmp_path / "more"
+    for i in range(3):
+        make_image(more / f"m{i}.jpg", seed=300 + i)
+    (photos / "img0.jpg").unlink()
+    with Library.open(lib_dir) as writer:  # another writer: saves a new file, prunes the log
+        writer.index([photos, more])
+    paths = {h.path for h in reader.search("x", k=50)}
+    assert len(paths) == 10 and str(more / "m2.jpg") in paths
+    assert str(photos / "img0.jpg") not in paths
+    reader.close()
