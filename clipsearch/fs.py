@@ -75,7 +75,9 @@ def scan(
             if is_image_name(os.path.basename(root)):
                 yield FileStat(root, st.st_size, st.st_mtime_ns)
             continue
-        yield from _walk(root, excluded, on_error)
+        # An excluded folder that contains the root itself (indexing LIBRARY/generated, say)
+        # does not apply: exclusions hide folders *below* what the user asked for.
+        yield from _walk(root, [e for e in excluded if not is_under(root, e)], on_error)
 
 
 def _walk(

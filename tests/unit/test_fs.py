@@ -62,3 +62,9 @@ def test_check_roots(tmp_path):
 def test_is_under():
     assert is_under("/a/b/c.jpg", "/a/b") and is_under("/a/b", "/a/b")
     assert not is_under("/a/bc/d.jpg", "/a/b")
+
+
+def test_exclusion_applies_below_the_root_only(tmp_path):
+    make_image(tmp_path / "lib" / "generated" / "g.png", fmt="PNG")
+    found = list(scan([str(tmp_path / "lib" / "generated")], exclude=[str(tmp_path / "lib")]))
+    assert [os.path.basename(f.path) for f in found] == ["g.png"]
