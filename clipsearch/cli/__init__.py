@@ -1,0 +1,9 @@
+"""The `clipsearch` command line: `cli` is the click group, `main` the console script.
+
+Each command module registers itself on the group when imported below.
+"""
+
+from clipsearch.cli import demo_cmd, index_cmds, search_cmd, status_cmd  # noqa: F401
+from clipsearch.cli.app import EXIT_INTERRUPTED, State, cli, main
+
+__all__ = ["EXIT_INTERRUPTED", "State", "cli", "main"]

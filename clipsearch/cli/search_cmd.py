@@ -1,0 +1,86 @@
+"""`search`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from clipsearch.cli.app import (
+    State,
+    cli,
+    console,
+)
+
+# --- search --------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("query", nargs=-1)
+@click.option("--image", "-i", "images", multiple=True, metavar="FILE",
+              help="Search by example image (repeatable).")  # fmt: skip
+@click.option("--not", "negatives", multiple=True, metavar="TEXT",
+              help="Push results away from TEXT (repeatable).")  # fmt: skip
+@click.option("--not-image", "negative_images", multiple=True, metavar="FILE",
+              help="Push results away from an image (repeatable).")  # fmt: skip
+@click.option("--like", "likes", type=int, multiple=True, metavar="ID",
+              help="More like the library image with this id.")  # fmt: skip
+@click.option("-k", "--top", default=10, show_default=True, help="How many results.")
+@click.option("--min-score", type=float, metavar="S", help="Only results scoring at least S.")
+@click.option("--in", "within", multiple=True, metavar="PATH",
+              help="Only images inside PATH (a folder or file; repeatable).")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+@click.option("--paths", "as_paths", is_flag=True, help="Print one path per line.")
+@click.pass_obj
+def search(
+    state: State, query: tuple[str, ...], images: tuple[str, ...], negatives: tuple[str, ...],
+    negative_images: tuple[str, ...], likes: tuple[int, ...], top: int,
+    min_score: float | None, within: tuple[str, ...], as_json: bool, as_paths: bool,
+) -> None:  # fmt: skip
+    """Search by text, image, or a weighted mix.
+
+    \b
+      clipsearch search a dog on a beach
+      clipsearch search --image query.jpg
+      clipsearch search beach --image sunset.jpg --not people
+      clipsearch search "2:dog + ./pool.jpg - fruit"     (rclip syntax)
+    """
+    if as_json and as_paths:
+        raise click.UsageError("--json and --paths cannot be used together")
+    with state.open_library(create=False) as lib:
+        results = lib.search(
+            " ".join(query), image=list(images), negative=list(negatives),
+            negative_image=list(negative_images), like=list(likes), k=top,
+            min_score=min_score, within=list(within),
+        )  # fmt: skip
+        empty_library = not results and lib.store.vector_count() == 0
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in results], indent=2))
+    elif as_paths:
+        for r in results:
+            click.echo(r.path)
+    elif results:
+        _print_results(results)
+    elif not state.quiet:
+        click.echo(
+            "No images in this library yet: run `clipsearch index PATH` first."
+            if empty_library
+            else "No results.",
+            err=True,
+        )
+
+
+def _print_results(results: list[Any]) -> None:
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("#", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("id", justify="right")
+    table.add_column("size", justify="right")
+    table.add_column("path", overflow="fold")
+    for rank, r in enumerate(results, 1):
+        dims = f"{r.width}x{r.height}" if r.width else ""
+        table.add_row(str(rank), f"{r.score:.3f}", str(r.id), dims, r.path)
+    console().print(table)

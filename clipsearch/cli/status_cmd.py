@@ -1,0 +1,64 @@
+"""`status`."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import click
+
+from clipsearch.cli.app import (
+    State,
+    cli,
+    console,
+    human_bytes,
+)
+
+# --- status --------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print status as JSON.")
+@click.option("--failures", "show_failures", is_flag=True, help="List every file that failed.")
+@click.pass_obj
+def status(state: State, as_json: bool, show_failures: bool) -> None:
+    """Show what the library holds: images, failures, model, index, size."""
+    with state.open_library(create=False, check_model=False) as lib:
+        info = lib.status()
+        failures = lib.failures() if show_failures else []
+    if show_failures:
+        info["failure_list"] = failures
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    _print_status(info)
+    for f in failures:
+        click.echo(f"{f['path']}: {f['reason']}")
+
+
+def _print_status(info: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    idx = info["index"]
+    rows = [
+        ("library", info["library"]),
+        ("model", f"{info['model']}" + (f" ({info['dim']}-d)" if info["dim"] else "")),
+        ("images", f"{info['images']} ({info['photos']} photos, {info['generated']} generated)"),
+        ("failures", str(info["failures"])),
+        ("vectors", f"{info['vectors']} in store, {idx['vectors']} in index ({idx['kind'] or '-'}"
+                    + (f", nprobe {idx['nprobe']}" if idx["nprobe"] else "") + ")"),
+        ("size", human_bytes(info["size_bytes"])),
+    ]  # fmt: skip
+    for root in info["roots"]:
+        when = root["last_indexed_at"]
+        stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(when)) if when else "never"
+        rows.append(("folder", f"{root['path']} (indexed {stamp})"))
+    if info.get("writer"):
+        rows.append(("writer", f"pid {info['writer'].get('pid')}: {info['writer'].get('command')}"))
+    for k, v in rows:
+        table.add_row(k, v)
+    console().print(table)
