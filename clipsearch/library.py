@@ -360,8 +360,15 @@ class Library:
         k: int = 10,
         min_score: float | None = None,
         within: Sequence[str | Path] = (),
+        source: str | None = None,
+        after: str | None = None,
+        before: str | None = None,
     ) -> list[SearchResult]:
-        """Search by text, image(s), "more like" ids, with negatives and a folder filter.
+        """Search by text, image(s), "more like" ids, with negatives and filters.
+
+        Filters: `within` folders/files, `source` ("photos" or "generated"), and a date
+        range `after` (inclusive) / `before` (exclusive) on the capture time, or the file's
+        modification time when the picture has none (e.g. "2024", "2024-06-30").
 
         `text` accepts rclip's expression syntax (`"2:dog + ./pool.jpg - fruit"`).
         Results are best first; files gone from disk never appear.
@@ -375,6 +382,7 @@ class Library:
         query = Query(
             tuple(terms), k=k, min_score=min_score,
             within=tuple(fs.normalize_root(w) for w in within), exclude_ids=tuple(likes),
+            source=source, after=after, before=before,
         )  # fmt: skip
         return self.run_query(query)
 

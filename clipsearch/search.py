@@ -49,12 +49,46 @@ class Query:
     min_score: float | None = None
     within: tuple[str, ...] = ()  # folders or files (absolute); empty = everywhere
     exclude_ids: tuple[int, ...] = ()
+    source: str | None = None  # "photos" | "generated"; None = both
+    after: str | None = None  # ISO date(time), inclusive: capture time, else file mtime
+    before: str | None = None  # ISO date(time), exclusive
 
     def __post_init__(self) -> None:
         if not self.terms:
             raise QueryError("empty query: give text, --image PATH or --like ID")
         if self.k < 1:
             raise QueryError(f"--top must be at least 1, got {self.k}")
+        if self.source not in (None, "photos", "generated"):
+            raise QueryError(f"--source must be photos or generated, got {self.source!r}")
+        for name in ("after", "before"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _iso_date(value, name))
+
+    @property
+    def filtered(self) -> bool:
+        return bool(self.within) or any(
+            v is not None for v in (self.source, self.after, self.before)
+        )
+
+
+def _iso_date(value: str, name: str) -> str:
+    """Normalise a YYYY, YYYY-MM, YYYY-MM-DD or ISO datetime to a comparable ISO string."""
+    from datetime import datetime
+
+    text = str(value).strip()
+    for fmt, width in (("%Y", 4), ("%Y-%m", 7), ("%Y-%m-%d", 10)):
+        if len(text) == width:
+            try:
+                return datetime.strptime(text, fmt).strftime("%Y-%m-%d")
+            except ValueError:
+                break
+    try:
+        return datetime.fromisoformat(text).replace(tzinfo=None).isoformat()
+    except ValueError:
+        raise QueryError(
+            f"--{name} must be a date like 2024, 2024-06 or 2024-06-30, got {value!r}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -188,8 +222,10 @@ class Searcher:
     def search(self, query: Query) -> list[SearchResult]:
         q = self.query_vector(query.terms)
         allowed = None
-        if query.within:
-            allowed = self.store.ids_under(query.within)
+        if query.filtered:
+            allowed = self.store.filter_ids(
+                roots=query.within, source=query.source, after=query.after, before=query.before
+            )
             if len(allowed) == 0:
                 return []
         excluded = set(query.exclude_ids)

@@ -30,13 +30,18 @@ from clipsearch.cli.app import (
 @click.option("--min-score", type=float, metavar="S", help="Only results scoring at least S.")
 @click.option("--in", "within", multiple=True, metavar="PATH",
               help="Only images inside PATH (a folder or file; repeatable).")  # fmt: skip
+@click.option("--source", type=click.Choice(["photos", "generated"]),
+              help="Only photos, or only generated images.")  # fmt: skip
+@click.option("--after", metavar="DATE", help="Taken on/after DATE (2024, 2024-06, 2024-06-30).")
+@click.option("--before", metavar="DATE", help="Taken before DATE.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 @click.option("--paths", "as_paths", is_flag=True, help="Print one path per line.")
 @click.pass_obj
 def search(
     state: State, query: tuple[str, ...], images: tuple[str, ...], negatives: tuple[str, ...],
     negative_images: tuple[str, ...], likes: tuple[int, ...], top: int,
-    min_score: float | None, within: tuple[str, ...], as_json: bool, as_paths: bool,
+    min_score: float | None, within: tuple[str, ...], source: str | None, after: str | None,
+    before: str | None, as_json: bool, as_paths: bool,
 ) -> None:  # fmt: skip
     """Search by text, image, or a weighted mix.
 
@@ -52,7 +57,8 @@ def search(
         results = lib.search(
             " ".join(query), image=list(images), negative=list(negatives),
             negative_image=list(negative_images), like=list(likes), k=top,
-            min_score=min_score, within=list(within),
+            min_score=min_score, within=list(within), source=source, after=after,
+            before=before,
         )  # fmt: skip
         empty_library = not results and lib.store.vector_count() == 0
     if as_json:

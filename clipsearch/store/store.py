@@ -222,11 +222,36 @@ class Store:
             last = rows[-1][0]
             yield _stack([r[0] for r in rows], [r[1] for r in rows], dim)
 
-    def ids_under(self, roots: Iterable[str]) -> np.ndarray:
+    def filter_ids(
+        self,
+        *,
+        roots: Iterable[str] = (),
+        source: str | None = None,
+        after: str | None = None,
+        before: str | None = None,
+    ) -> np.ndarray:
+        """Ids of images with vectors that pass every filter given.
+
+        `after`/`before` are ISO dates or datetimes compared with the capture time (EXIF),
+        or the file's modification time when there is none; `after` is inclusive, `before`
+        exclusive.
+        """
+        conds = [Image.embedding.is_not(None)]
+        roots = list(roots)
+        if roots:
+            conds.append(under(Image.path, roots))
+        if source is not None:
+            conds.append(Image.source == source)
+        when = func.coalesce(
+            Image.taken_at,
+            func.strftime("%Y-%m-%dT%H:%M:%S", Image.mtime_ns / 1e9, "unixepoch", "localtime"),
+        )
+        if after is not None:
+            conds.append(when >= after)
+        if before is not None:
+            conds.append(when < before)
         with self.engine.connect() as conn:
-            ids = conn.execute(
-                select(Image.id).where(under(Image.path, roots), Image.embedding.is_not(None))
-            ).scalars()
+            ids = conn.execute(select(Image.id).where(*conds)).scalars()
             return np.fromiter(ids, dtype=np.int64)
 
     def counts(self) -> dict[str, int]:

@@ -136,3 +136,33 @@ def test_search_before_any_index(cli, lib_dir):
     r = cli("search", "dog", expect=1)
     assert "no library at" in r.stderr and "index" in r.stderr
     assert not lib_dir.exists()
+
+
+def test_date_filters_use_capture_time_then_mtime(cli, tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "dated"
+    for name, when in (("old.jpg", "2019:05:01 10:00:00"), ("new.jpg", "2024:06:30 18:00:00")):
+        img = Image.open(make_image(root / name, seed=len(name)))
+        exif = img.getexif()
+        exif.get_ifd(0x8769)[36867] = when
+        img.save(root / name, exif=exif.tobytes())
+    plain = make_image(root / "no-exif.jpg", seed=9)
+    os.utime(plain, (1_600_000_000, 1_600_000_000))  # September 2020
+    cli("index", str(root))
+
+    def names(*args):
+        return sorted(os.path.basename(h["path"]) for h in search(cli, "x", *args))
+
+    assert names("--after", "2024") == ["new.jpg"]
+    assert names("--before", "2020") == ["old.jpg"]
+    assert names("--after", "2020-01", "--before", "2021-01-01") == ["no-exif.jpg"]
+    assert names("--after", "2019-05-01T10:00:00", "--before", "2019-05-02") == ["old.jpg"]
+    r = cli("search", "x", "--after", "last tuesday", expect=2)
+    assert "--after must be a date" in r.stderr
+
+
+def test_source_filter(cli, indexed):
+    assert len(search(cli, "x", "--source", "photos", "-k", "20")) == 8
+    assert search(cli, "x", "--source", "generated") == []
+    assert cli("search", "x", "--source", "drawings", expect=2).exit_code == 2
