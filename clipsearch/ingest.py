@@ -16,11 +16,13 @@ A file that cannot be read is recorded with its reason and skipped; the run goes
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -142,8 +144,10 @@ class IndexRun:
         batch_size: int = 32,
         progress: ProgressFn | None = None,
         source: str = "photos",
+        index_lock: AbstractContextManager | None = None,
     ) -> None:
         self.store = store
+        self._index_lock = index_lock or contextlib.nullcontext()
         self._index_provider = index  # called before the first commit (loads/repairs it)
         self._index: VectorIndex | None = None
         self._encoder_provider = encoder  # called on first file that needs the model
@@ -356,19 +360,20 @@ class IndexRun:
 
     def _commit(self, changes: Changes) -> None:
         t0 = time.perf_counter()
-        index = self.index  # before the commit: catching up must not replay it
-        new_ids, last_seq = self.store.apply(changes)
-        # Mirror the commit in the in-memory index.
-        stale = [i for i, _ in changes.replaces] + changes.removes
-        index.remove(stale)
-        add_ids = new_ids + [i for i, n in changes.replaces if n.vector is not None]
-        add_vecs = [n.vector for n in changes.inserts] + [
-            n.vector for _, n in changes.replaces if n.vector is not None
-        ]
-        if add_ids:
-            index.add(np.asarray(add_ids, np.int64), np.stack(add_vecs))
-        if last_seq is not None:
-            index.seq = last_seq
+        with self._index_lock:  # searches in this process wait while the index changes
+            index = self.index  # before the commit: catching up must not replay it
+            new_ids, last_seq = self.store.apply(changes)
+            # Mirror the commit in the in-memory index.
+            stale = [i for i, _ in changes.replaces] + changes.removes
+            index.remove(stale)
+            add_ids = new_ids + [i for i, n in changes.replaces if n.vector is not None]
+            add_vecs = [n.vector for n in changes.inserts] + [
+                n.vector for _, n in changes.replaces if n.vector is not None
+            ]
+            if add_ids:
+                index.add(np.asarray(add_ids, np.int64), np.stack(add_vecs))
+            if last_seq is not None:
+                index.seq = last_seq
         self._t["commit"] += time.perf_counter() - t0
 
     # 4. remove what is gone

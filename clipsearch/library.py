@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -60,6 +61,8 @@ class Library:
         self._lock = WriterLock(path)
         self._encoder: Encoder | None = None
         self._index: VectorIndex | None = None
+        # Catching the index up mutates it: searches in other threads wait for that.
+        self._index_lock = threading.RLock()
 
     # --- opening ------------------------------------------------------------------------
     @classmethod
@@ -183,14 +186,21 @@ class Library:
         """The FAISS index, loaded, caught up with the store (and repaired if needed)."""
         if self.dim is None:
             return VectorIndex.empty(1)  # no vectors yet: an empty stand-in, not cached
-        if self._index is not None:
-            try:
-                self._catch_up(self._index)
-                return self._index
-            except _Stale:
-                self._index = None
-        self._index = self._sync_index()
-        return self._index
+        with self._index_lock:
+            if self._index is not None:
+                try:
+                    self._catch_up(self._index)
+                    return self._index
+                except _Stale:
+                    self._index = None
+            self._index = self._sync_index()
+            return self._index
+
+    @contextlib.contextmanager
+    def searching(self) -> Iterator[VectorIndex]:
+        """The caught-up index, held steady (no updates from this process) while in use."""
+        with self._index_lock:
+            yield self.vector_index
 
     # --- the index cache ----------------------------------------------------------------
     def _sync_index(self) -> VectorIndex:
@@ -308,7 +318,7 @@ class Library:
         run = IndexRun(
             self.store, self._writer_index, self._loaded_encoder, exclude=[str(self.path)],
             workers=self.settings.workers, batch_size=self.settings.batch_size,
-            progress=progress, source=source,
+            progress=progress, source=source, index_lock=self._index_lock,
         )  # fmt: skip
         try:
             summary = run.run(roots)
@@ -391,7 +401,7 @@ class Library:
         dim = self.dim
         if dim is None or self.store.vector_count() == 0:
             return []
-        searcher = Searcher(self.store, self.vector_index, self._loaded_encoder, dim)
+        searcher = Searcher(self.store, self.searching, self._loaded_encoder, dim)
         return searcher.search(query)
 
     def status(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -162,10 +163,14 @@ def image_term(path: str, weight: float = 1.0) -> Term:
 
 @dataclass
 class Searcher:
-    """Runs queries against a store + index; the encoder loads only if a term needs it."""
+    """Runs queries against a store + index; the encoder loads only if a term needs it.
+
+    `index_access` is a context manager factory yielding the (caught-up) index while it is
+    safe to search; the library uses it to keep index updates and searches apart.
+    """
 
     store: Store
-    index: VectorIndex
+    index_access: Callable[[], AbstractContextManager[VectorIndex]]
     encoder_factory: Callable[[], object]  # -> Encoder (loaded lazily)
     dim: int
     _encoder: object | None = field(default=None, repr=False)
@@ -220,7 +225,10 @@ class Searcher:
         return vecs[0]
 
     def search(self, query: Query) -> list[SearchResult]:
-        q = self.query_vector(query.terms)
+        return self.search_vector(self.query_vector(query.terms), query)
+
+    def search_vector(self, q: np.ndarray, query: Query) -> list[SearchResult]:
+        """Ranked results for a ready query vector (the filters and k come from `query`)."""
         allowed = None
         if query.filtered:
             allowed = self.store.filter_ids(
@@ -232,7 +240,8 @@ class Searcher:
         want = query.k
         fetch = want + len(excluded) + 8
         while True:
-            hits = self.index.search(q, fetch, allowed=allowed)[0]
+            with self.index_access() as index:
+                hits = index.search(q, fetch, allowed=allowed)[0]
             results = self._results(hits.ids, hits.scores, excluded, query.min_score)
             exhausted = len(hits.ids) < fetch
             below = (
