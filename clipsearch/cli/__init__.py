@@ -3,7 +3,14 @@
 Each command module registers itself on the group when imported below.
 """
 
-from clipsearch.cli import demo_cmd, index_cmds, search_cmd, status_cmd  # noqa: F401
+from clipsearch.cli import (  # noqa: F401
+    demo_cmd,
+    index_cmds,
+    search_cmd,
+    serve_cmd,
+    status_cmd,
+    watch_cmd,
+)
 from clipsearch.cli.app import EXIT_INTERRUPTED, State, cli, main
 
 __all__ = ["EXIT_INTERRUPTED", "State", "cli", "main"]

@@ -36,12 +36,14 @@ from clipsearch.cli.app import (
 @click.option("--before", metavar="DATE", help="Taken before DATE.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 @click.option("--paths", "as_paths", is_flag=True, help="Print one path per line.")
+@click.option("--no-server", is_flag=True,
+              help="Search in this process even if a server runs for the library.")  # fmt: skip
 @click.pass_obj
 def search(
     state: State, query: tuple[str, ...], images: tuple[str, ...], negatives: tuple[str, ...],
     negative_images: tuple[str, ...], likes: tuple[int, ...], top: int,
     min_score: float | None, within: tuple[str, ...], source: str | None, after: str | None,
-    before: str | None, as_json: bool, as_paths: bool,
+    before: str | None, as_json: bool, as_paths: bool, no_server: bool,
 ) -> None:  # fmt: skip
     """Search by text, image, or a weighted mix.
 
@@ -50,17 +52,24 @@ def search(
       clipsearch search --image query.jpg
       clipsearch search beach --image sunset.jpg --not people
       clipsearch search "2:dog + ./pool.jpg - fruit"     (rclip syntax)
+
+    When `clipsearch serve` runs for the library, the search goes to it (the model is
+    already loaded there); otherwise it runs here. The output is the same either way.
     """
     if as_json and as_paths:
         raise click.UsageError("--json and --paths cannot be used together")
-    with state.open_library(create=False) as lib:
-        results = lib.search(
-            " ".join(query), image=list(images), negative=list(negatives),
-            negative_image=list(negative_images), like=list(likes), k=top,
-            min_score=min_score, within=list(within), source=source, after=after,
-            before=before,
-        )  # fmt: skip
-        empty_library = not results and lib.store.vector_count() == 0
+    args: dict[str, Any] = dict(
+        image=list(images), negative=list(negatives), negative_image=list(negative_images),
+        like=list(likes), k=top, min_score=min_score, within=list(within), source=source,
+        after=after, before=before,
+    )  # fmt: skip
+    answer = None if no_server else _search_with_server(state, " ".join(query), args)
+    if answer is not None:
+        results, empty_library = answer.results, answer.library_empty
+    else:
+        with state.open_library(create=False) as lib:
+            results = lib.search(" ".join(query), **args)
+            empty_library = not results and lib.store.vector_count() == 0
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in results], indent=2))
     elif as_paths:
@@ -75,6 +84,30 @@ def search(
             else "No results.",
             err=True,
         )
+
+
+def _search_with_server(state: State, text: str, args: dict[str, Any]) -> Any:
+    """Ask the library's running server, if there is one (see clipsearch.client)."""
+    import os
+
+    from clipsearch import client, fs
+    from clipsearch.config import Settings
+    from clipsearch.search import Query, build_terms
+
+    library = os.path.abspath(Settings.resolve(library=state.overrides.get("library")).library)
+    if client.read_server_file(library) is None:
+        return None
+    likes = args["like"]
+    terms = build_terms(
+        text, images=args["image"], negatives=args["negative"],
+        negative_images=args["negative_image"], like=likes,
+    )  # fmt: skip
+    query = Query(
+        tuple(terms), k=args["k"], min_score=args["min_score"],
+        within=tuple(fs.normalize_root(w) for w in args["within"]), exclude_ids=tuple(likes),
+        source=args["source"], after=args["after"], before=args["before"],
+    )  # fmt: skip
+    return client.search(library, query, model=state.requested_model)
 
 
 def _print_results(results: list[Any]) -> None:

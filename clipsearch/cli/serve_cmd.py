@@ -1,0 +1,53 @@
+"""`serve`: the HTTP API and the web page."""
+
+from __future__ import annotations
+
+import contextlib
+
+import click
+
+from clipsearch.cli.app import State, cli
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but this machine needs --token.")  # fmt: skip
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535),
+              help="Port (0 picks a free one).")  # fmt: skip
+@click.option("--token", envvar="CLIPSEARCH_TOKEN", show_envvar=True, metavar="TOKEN",
+              help="Require this token (16+ characters) on every API request.")  # fmt: skip
+@click.option("--max-upload-mb", default=20.0, show_default=True, type=click.FloatRange(0.01),
+              help="Largest query image accepted.")  # fmt: skip
+@click.pass_obj
+def serve(state: State, host: str, port: int, token: str | None, max_upload_mb: float) -> None:
+    """Serve the web page and the HTTP API for the library.
+
+    \b
+      clipsearch --library ~/clip-lib serve          # then open http://127.0.0.1:8765
+      clipsearch --library ~/clip-lib serve --host 0.0.0.0 --token "$(openssl rand -hex 16)"
+
+    While it runs, `clipsearch search` on the same library asks it instead of loading the
+    model again. API docs: /docs.
+    """
+    from clipsearch.server import ServerSettings, run
+
+    settings = ServerSettings(
+        host=host, port=port, token=token or None,
+        max_upload_bytes=int(max_upload_mb * 2**20),
+    )  # fmt: skip
+    log_level = ("warning", "info", "debug")[min(state.verbose, 2)]
+
+    def ready(url: str) -> None:
+        if state.quiet:
+            return
+        click.echo(f"Serving {lib.path} at {url}  (Ctrl-C to stop)")
+        if settings.token:
+            click.echo(f"A token is required: open {url}/?token=TOKEN once, or log in on the page.")
+
+    with state.open_library(create=False) as lib:
+        if not state.quiet:
+            click.echo(f"Loading the model and the index of {lib.path} ...", err=True)
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C / SIGTERM: a clean stop
+            run(lib, settings, on_ready=ready, log_level=log_level)
+    if not state.quiet:
+        click.echo("Stopped.", err=True)

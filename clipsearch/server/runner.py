@@ -1,0 +1,150 @@
+"""Running the app with uvicorn: in the foreground (`clipsearch serve`) or in a thread.
+
+The socket is bound before the app starts, so `--port 0` works and a port in use is a
+clear error. Once the app is ready to answer, `LIB/server.json` announces it (see
+`clipsearch.client`); it is removed when the server stops.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from clipsearch import __version__
+from clipsearch.client import remove_server_file, write_server_file
+from clipsearch.errors import ConfigError
+from clipsearch.server.settings import ServerSettings
+
+log = logging.getLogger("clipsearch.server")
+
+
+def warm(library: Any) -> None:
+    """Load the model and the index now, so the first request is as fast as the rest.
+
+    Goes through the library's own search, so a model whose weights changed since indexing
+    is refused here, before the server starts.
+    """
+    if library.dim is not None:
+        library.search("warm up", k=1)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    try:
+        return socket.create_server((host.strip("[]"), port), family=family, backlog=128)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"port {port} on {host} is already in use",
+                hint="Is another `clipsearch serve` running? Pick a free port with --port.",
+            ) from None
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def connect_url(host: str, port: int) -> str:
+    """The URL a client on this machine uses to reach a server bound to host:port."""
+    name = host.strip("[]")
+    if name in ("", "0.0.0.0"):
+        name = "127.0.0.1"
+    elif name == "::":
+        name = "::1"
+    return f"http://[{name}]:{port}" if ":" in name else f"http://{name}:{port}"
+
+
+def _server(library: Any, settings: ServerSettings, on_ready: Callable[[str], None] | None,
+            log_level: str) -> tuple[Any, socket.socket, str]:  # fmt: skip
+    import uvicorn
+
+    from clipsearch.server.app import create_app
+
+    sock = bind(settings.host, settings.port)
+    settings = settings.with_(port=sock.getsockname()[1])
+    url = connect_url(settings.host, settings.port)
+    pid = os.getpid()
+
+    def announce() -> None:
+        write_server_file(library.path, {
+            "pid": pid, "host": settings.host, "port": settings.port, "url": url,
+            "token_required": bool(settings.token), "started": time.time(),
+            "version": __version__, "library": str(library.path),
+        })  # fmt: skip
+        if on_ready:
+            on_ready(url)
+
+    def withdraw() -> None:
+        remove_server_file(library.path, pid, settings.port)
+
+    app = create_app(library, settings, on_start=announce, on_stop=withdraw)
+    config = uvicorn.Config(
+        app, log_config=None, log_level=log_level, access_log=log_level == "debug",
+        timeout_graceful_shutdown=5, server_header=False, lifespan="on",
+    )  # fmt: skip
+    return uvicorn.Server(config), sock, url
+
+
+def run(
+    library: Any, settings: ServerSettings, *, on_ready: Callable[[str], None] | None = None,
+    log_level: str = "warning",
+) -> None:  # fmt: skip
+    """Serve until Ctrl-C / SIGTERM (blocking). `on_ready(url)` runs once it answers."""
+    if settings.warm:
+        warm(library)
+    server, sock, _ = _server(library, settings, on_ready, log_level)
+    port = sock.getsockname()[1]
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+        remove_server_file(library.path, os.getpid(), port)  # if the app could not stop cleanly
+
+
+class BackgroundServer:
+    """A server in a thread of this process (tests, benchmarks)::
+
+    with BackgroundServer(library, ServerSettings(port=0)) as srv:
+        httpx.get(srv.url + "/api/status")
+    """
+
+    def __init__(self, library: Any, settings: ServerSettings | None = None,
+                 log_level: str = "warning") -> None:  # fmt: skip
+        self.library = library
+        self.settings = settings or ServerSettings(port=0)
+        self.log_level = log_level
+        self.url = ""
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+
+    def start(self, timeout: float = 60) -> BackgroundServer:
+        if self.settings.warm:
+            warm(self.library)
+        self._server, sock, self.url = _server(
+            self.library, self.settings, lambda _: self._ready.set(), self.log_level
+        )
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="clipsearch-server",
+            daemon=True,
+        )  # fmt: skip
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            self.stop()
+            raise RuntimeError("the server did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,227 @@
+"""The JSON shapes of the HTTP API: requests in, responses out.
+
+These models are the documented, stable contract (docs/server.md, and /docs). Fields may be
+added in later versions; none is renamed or removed. Requests refuse unknown fields, so a
+typo is an error instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MAX_K = 1000
+MAX_TERMS = 16
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="A stable machine-readable code, e.g. `bad_query`, `not_found`.")
+    message: str = Field(description="What went wrong, for a person.")
+    hint: str | None = Field(None, description="What to do about it, when there is advice.")
+
+
+class ErrorResponse(BaseModel):
+    """Every error: `{"error": {"code", "message", "hint"}}` (never a stack trace)."""
+
+    error: ErrorBody
+
+
+# --- search ----------------------------------------------------------------------------------
+
+
+class Term(_Request):
+    """One part of a query: exactly one of `text`, `like` (an image id) or `upload`."""
+
+    text: str | None = Field(None, min_length=1, max_length=1000, description="Words.")
+    like: int | None = Field(
+        None, ge=1, description="An image id: more like it (the image itself is left out)."
+    )
+    upload: str | None = Field(
+        None, max_length=64, description="The id of an image sent to `POST /api/uploads`."
+    )
+    weight: float = Field(
+        1.0, ge=-100, le=100, allow_inf_nan=False,
+        description="Negative pushes results away from the term.",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Term:
+        given = [n for n in ("text", "like", "upload") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError("a term has exactly one of text, like or upload")
+        if self.text is not None and not self.text.strip():
+            raise ValueError("a text term cannot be blank")
+        return self
+
+
+class Filters(_Request):
+    """Which images may appear. Every filter given must hold."""
+
+    folders: list[str] = Field(
+        default_factory=list, max_length=32,
+        description="Only images inside one of these folders (or these files).",
+    )  # fmt: skip
+    source: Literal["photos", "generated"] | None = None
+    after: str | None = Field(
+        None, max_length=40,
+        description="Taken on/after this date (2024, 2024-06, 2024-06-30 or ISO datetime); "
+        "the capture time, else the file's modification time.",
+    )  # fmt: skip
+    before: str | None = Field(None, max_length=40, description="Taken before this date.")
+
+
+class SearchRequest(_Request):
+    """A weighted mix of `q` and `terms` (at least one), plus filters.
+
+    Scores are cosine similarities between each image and the normalised weighted sum of
+    the terms' unit vectors.
+    """
+
+    q: str | None = Field(
+        None, max_length=1000,
+        description="Words, in rclip's syntax: `2:dog + cat - fruit` (weights, +/- terms).",
+    )  # fmt: skip
+    terms: list[Term] = Field(default_factory=list, max_length=MAX_TERMS)
+    k: int = Field(30, ge=1, le=MAX_K, description="How many results.")
+    min_score: float | None = Field(None, ge=-1, le=1, allow_inf_nan=False)
+    filters: Filters = Field(default_factory=Filters)
+
+    @model_validator(mode="after")
+    def _something_to_search(self) -> SearchRequest:
+        if not self.terms and not (self.q or "").strip():
+            raise ValueError("empty query: give q or terms (text, like or upload)")
+        return self
+
+
+class ImageSummary(BaseModel):
+    """An image in the library. The first nine fields are `clipsearch search --json`'s."""
+
+    id: int
+    path: str
+    width: int | None
+    height: int | None
+    size: int = Field(description="Bytes on disk.")
+    mtime: float = Field(description="Modification time, seconds since the epoch.")
+    taken_at: str | None = Field(description="EXIF capture time (ISO 8601, no zone).")
+    source: str = Field(description="`photos` or `generated`.")
+    name: str = Field(description="The file name.")
+    thumb_url: str = Field(description="A cached JPEG thumbnail (320 px; `?size=` for others).")
+    file_url: str = Field(description="The original file.")
+
+
+class Hit(ImageSummary):
+    score: float = Field(description="Cosine similarity to the query (higher is closer).")
+
+
+class SearchResponse(BaseModel):
+    results: list[Hit]
+    count: int
+    took_ms: float
+    library_empty: bool = Field(description="True when the library holds no images yet.")
+
+
+class Upload(BaseModel):
+    """A query image the server has read and embedded; refer to it in terms by `id`."""
+
+    id: str
+    width: int
+    height: int
+    format: str
+    bytes: int
+    library_id: int | None = Field(
+        description="The id of a library image with exactly the same content, if any."
+    )
+
+
+# --- images and status -----------------------------------------------------------------------
+
+
+class ImageDetail(ImageSummary):
+    format: str | None
+    folder: str
+    added_at: float
+    updated_at: float
+    exists: bool = Field(description="False when the file is gone from disk since indexing.")
+    preview_url: str = Field(
+        description="What a browser can show: the original, or a large JPEG for formats "
+        "browsers cannot display (HEIC, TIFF)."
+    )
+
+
+class IndexInfo(BaseModel):
+    kind: str | None
+    vectors: int
+    nprobe: int | None
+    file: str | None
+
+
+class RootInfo(BaseModel):
+    path: str
+    last_indexed_at: float | None
+
+
+class Status(BaseModel):
+    """The library's status: the same shape as `clipsearch status --json`.
+
+    Fields the library adds to its status later pass through unchanged.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    library: str
+    model: str
+    dim: int | None
+    images: int
+    photos: int
+    generated: int
+    failures: int
+    vectors: int
+    index: IndexInfo
+    roots: list[RootInfo]
+    size_bytes: int
+    created_at: float | None
+    writer: dict | None = Field(description="The process writing to the library, if any.")
+
+
+class FailureInfo(BaseModel):
+    path: str
+    reason: str
+    failed_at: float
+
+
+class Health(BaseModel):
+    ok: bool
+    version: str
+    library: str
+    model: str
+
+
+class Feature(BaseModel):
+    name: str
+    title: str
+    page: str | None = Field(description="The web page's module for it (static/pages/NAME.js).")
+
+
+class Info(BaseModel):
+    """What the web page needs to know: features, limits, auth."""
+
+    version: str
+    library: str
+    model: str
+    features: list[Feature]
+    token_required: bool
+    max_upload_bytes: int
+    max_k: int
+    thumb_sizes: list[int]
+
+
+class TokenLogin(_Request):
+    token: str = Field(..., min_length=1, max_length=512)

@@ -1,0 +1,147 @@
+// The image viewer: a dialog with the picture, its metadata and actions, stepping through a
+// list of results. Shared by every page that shows images (search now; duplicates later).
+//
+//   openViewer({items, index, onMoreLike(id), onFolder(path), onClose(index)})
+
+import { api, copy, formatBytes, formatDate, formatScore, h } from "./lib.js";
+
+let dialog = null;
+let els = null;
+let state = null;
+let loadToken = 0;
+
+function build() {
+  els = {
+    img: h("img", { id: "viewer-img", alt: "" }),
+    title: h("h2", { id: "viewer-title" }),
+    score: h("p", { class: "viewer-score" }),
+    meta: h("dl", { class: "meta" }),
+    open: h("a", { class: "button", target: "_blank", rel: "noopener", title: "Open the original (o)" }, "Open original"),
+    more: h("button", { class: "primary", type: "button", title: "More like this (m)" }, "More like this"),
+    copyPath: h("button", { type: "button" }, "Copy path"),
+    prev: h("button", { class: "nav prev", type: "button", "aria-label": "Previous image (←)" }, "‹"),
+    next: h("button", { class: "nav next", type: "button", "aria-label": "Next image (→)" }, "›"),
+    close: h("button", { class: "icon-btn close", type: "button", "aria-label": "Close (Esc)" }, "×"),
+    counter: h("span", { class: "muted counter" }),
+  };
+  dialog = h(
+    "dialog",
+    { id: "viewer", class: "viewer", "aria-labelledby": "viewer-title" },
+    h(
+      "div",
+      { class: "viewer-body" },
+      h("figure", { class: "viewer-figure" }, els.img, els.prev, els.next),
+      h(
+        "aside",
+        { class: "viewer-side" },
+        h("div", { class: "viewer-head" }, els.title, els.close),
+        h("div", { class: "row" }, els.score, els.counter),
+        els.meta,
+        h("div", { class: "actions" }, els.more, els.open, els.copyPath),
+      ),
+    ),
+  );
+  document.body.append(dialog);
+  els.close.addEventListener("click", () => dialog.close());
+  els.prev.addEventListener("click", () => step(-1));
+  els.next.addEventListener("click", () => step(1));
+  els.more.addEventListener("click", () => moreLike());
+  els.copyPath.addEventListener("click", () => state && state.detail && copy(state.detail.path, "Path copied"));
+  dialog.addEventListener("keydown", onKey);
+  dialog.addEventListener("close", () => {
+    if (state && state.onClose) state.onClose(state.index);
+  });
+  dialog.addEventListener("click", (e) => {
+    if (e.target === dialog) dialog.close(); // a click on the backdrop
+  });
+}
+
+function onKey(event) {
+  if (event.ctrlKey || event.metaKey || event.altKey) return;
+  if (event.key === "ArrowLeft") step(-1);
+  else if (event.key === "ArrowRight") step(1);
+  else if (event.key === "m") moreLike();
+  else if (event.key === "o") els.open.click();
+  else return;
+  event.preventDefault();
+}
+
+function step(delta) {
+  if (!state) return;
+  const i = state.index + delta;
+  if (i < 0 || i >= state.items.length) return;
+  state.index = i;
+  show();
+}
+
+function moreLike() {
+  if (!state || !state.onMoreLike) return;
+  const id = state.items[state.index].id;
+  dialog.close();
+  state.onMoreLike(id);
+}
+
+function row(label, value, extra) {
+  if (value === null || value === undefined || value === "") return [];
+  return [h("dt", {}, label), h("dd", {}, value, extra || null)];
+}
+
+async function show() {
+  const item = state.items[state.index];
+  const token = ++loadToken;
+  els.title.textContent = item.name || `#${item.id}`;
+  els.score.textContent = item.score !== undefined ? `score ${formatScore(item.score)}` : "";
+  els.counter.textContent = state.items.length > 1 ? `${state.index + 1} / ${state.items.length}` : "";
+  els.prev.disabled = state.index === 0;
+  els.next.disabled = state.index === state.items.length - 1;
+  els.img.alt = item.name || "";
+  els.img.src = `${item.thumb_url}?size=640`; // at once; the full picture replaces it
+  els.open.href = item.file_url;
+  els.meta.replaceChildren(h("dt", {}, "Path"), h("dd", { class: "path" }, item.path));
+  state.detail = { path: item.path };
+  let detail;
+  try {
+    detail = await api(`/api/images/${item.id}`);
+  } catch (e) {
+    if (token === loadToken) els.meta.append(h("dt", {}, "Error"), h("dd", { class: "error" }, e.message));
+    return;
+  }
+  if (token !== loadToken) return;
+  state.detail = detail;
+  const full = new Image();
+  full.onload = () => {
+    if (token === loadToken) els.img.src = full.src;
+  };
+  full.src = detail.preview_url;
+  const folder = h("button", { type: "button", class: "link", title: "Search only in this folder" }, detail.folder);
+  folder.addEventListener("click", () => {
+    dialog.close();
+    if (state.onFolder) state.onFolder(detail.folder);
+  });
+  els.meta.replaceChildren(
+    ...row("Path", h("span", { class: "path" }, detail.path)),
+    ...row("Folder", folder),
+    ...row("Size", detail.width ? `${detail.width} × ${detail.height} px · ${formatBytes(detail.size)}` : formatBytes(detail.size)),
+    ...row("Format", detail.format),
+    ...row("Taken", detail.taken_at ? formatDate(detail.taken_at) : ""),
+    ...row("Modified", formatDate(detail.mtime)),
+    ...row("Source", detail.source),
+    ...row("Indexed", formatDate(detail.added_at)),
+    ...row("Id", String(detail.id)),
+    ...(detail.exists ? [] : row("Note", h("span", { class: "error" }, "the file is gone from disk"))),
+  );
+}
+
+/** Open the viewer on items[index]. */
+export function openViewer({ items, index = 0, onMoreLike, onFolder, onClose }) {
+  if (!dialog) build();
+  state = { items, index, onMoreLike, onFolder, onClose, detail: null };
+  els.more.hidden = !onMoreLike;
+  show();
+  if (!dialog.open) dialog.showModal();
+  els.close.focus();
+}
+
+export function viewerOpen() {
+  return Boolean(dialog && dialog.open);
+}
