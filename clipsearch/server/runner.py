@@ -93,11 +93,11 @@ def run(
     log_level: str = "warning",
 ) -> None:  # fmt: skip
     """Serve until Ctrl-C / SIGTERM (blocking). `on_ready(url)` runs once it answers."""
-    if settings.warm:
-        warm(library)
-    server, sock, _ = _server(library, settings, on_ready, log_level)
+    server, sock, _ = _server(library, settings, on_ready, log_level)  # a busy port fails fast
     port = sock.getsockname()[1]
     try:
+        if settings.warm:
+            warm(library)
         server.run(sockets=[sock])
     finally:
         sock.close()
@@ -122,11 +122,15 @@ class BackgroundServer:
         self._ready = threading.Event()
 
     def start(self, timeout: float = 60) -> BackgroundServer:
-        if self.settings.warm:
-            warm(self.library)
         self._server, sock, self.url = _server(
             self.library, self.settings, lambda _: self._ready.set(), self.log_level
         )
+        if self.settings.warm:
+            try:
+                warm(self.library)
+            except BaseException:
+                sock.close()
+                raise
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, name="clipsearch-server",
             daemon=True,
@@ -136,6 +140,11 @@ class BackgroundServer:
             self.stop()
             raise RuntimeError("the server did not start")
         return self
+
+    @property
+    def app(self) -> Any:
+        """The FastAPI app being served."""
+        return self._server.config.app if self._server is not None else None
 
     def stop(self) -> None:
         if self._server is not None:
