@@ -145,8 +145,12 @@ class IndexRun:
         progress: ProgressFn | None = None,
         source: str = "photos",
         index_lock: AbstractContextManager | None = None,
+        defer_failure: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.store = store
+        # Called with (path, reason) for a file that cannot be read; True leaves it unrecorded
+        # (the caller retries it later: the watch daemon gives a settling file a second try).
+        self.defer_failure = defer_failure
         self._index_lock = index_lock or contextlib.nullcontext()
         self._index_provider = index  # called before the first commit (loads/repairs it)
         self._index: VectorIndex | None = None
@@ -289,6 +293,8 @@ class IndexRun:
 
     def _fail(self, job: _Job, reason: str) -> None:
         st = job.stat
+        if self.defer_failure is not None and self.defer_failure(st.path, reason):
+            return
         self._changes.failures.append(
             FailureRow(st.path, st.size, st.mtime_ns, reason, time.time())
         )

@@ -40,6 +40,16 @@ class WriterLock:
             who = (
                 f"pid {holder.get('pid')}, running `{holder.get('command', '?')}`" if holder else ""
             )
+            if str(holder.get("command", "")).startswith("clipsearch watch"):
+                pid = holder.get("pid")
+                raise LibraryLocked(
+                    f"the library {self.path.parent} is kept in sync by a running watch daemon "
+                    f"(pid {pid}); only one process can write to a library",
+                    hint="The daemon already indexes everything under the folders it watches. "
+                    f"To change anything else, stop it first (`kill {pid}`, or `systemctl "
+                    "--user stop clipsearch-watch`), run your command, then start `clipsearch "
+                    "watch` again. Searching works meanwhile.",
+                ) from None
             raise LibraryLocked(
                 f"the library {self.path.parent} is being written by another clipsearch "
                 f"process{f' ({who})' if who else ''}",

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import Engine, delete, func, insert, or_, select, update
+from sqlalchemy import Engine, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from clipsearch.store.models import Failure, Image, Meta, Root, VectorLog
@@ -368,6 +368,48 @@ class Store:
                 conn.execute(insert(VectorLog), log)
                 last_seq = conn.execute(select(func.max(VectorLog.seq))).scalar()
         return new_ids, last_seq
+
+    def move_paths(self, src: str, dst: str) -> tuple[int, list[int], int | None]:
+        """Rename the image at `src`, or every image under folder `src`, to `dst`, atomically.
+
+        Ids and vectors stay. An image already recorded at a destination path is replaced (its
+        row and vector go). Recorded failures move along. Returns (rows moved, ids removed,
+        last vector-log seq written or None).
+        """
+        src, dst = src.rstrip("/"), dst.rstrip("/")
+        if src == dst:
+            return 0, [], None
+        now = time.time()
+        with self.engine.begin() as conn:
+            rows = conn.execute(select(Image.id, Image.path).where(under(Image.path, [src]))).all()
+            bad = list(
+                conn.execute(select(Failure.path).where(under(Failure.path, [src]))).scalars()
+            )
+            moving = {i for i, _ in rows}
+            targets = [dst + p[len(src) :] for _, p in rows]
+            bad_targets = [dst + p[len(src) :] for p in bad]
+            # Whatever was recorded at a destination path is replaced by what moves there.
+            clash: list[int] = []
+            for chunk in _chunks(targets + bad_targets):
+                found = conn.execute(select(Image.id).where(Image.path.in_(chunk))).scalars()
+                clash.extend(i for i in found if i not in moving)
+                conn.execute(delete(Failure).where(Failure.path.in_(chunk)))
+            clash = list(dict.fromkeys(clash))
+            for chunk in _chunks(clash):
+                conn.execute(delete(Image).where(Image.id.in_(chunk)))
+            if rows:
+                stmt = update(Image).where(Image.id == bindparam("row_id"))
+                conn.execute(
+                    stmt.values(path=bindparam("new_path"), updated_at=now),
+                    [{"row_id": i, "new_path": t} for (i, _), t in zip(rows, targets, strict=True)],
+                )
+            for old, new in zip(bad, bad_targets, strict=True):
+                conn.execute(update(Failure).where(Failure.path == old).values(path=new))
+            last_seq = None
+            if clash:
+                conn.execute(insert(VectorLog), [{"image_id": i, "op": "remove"} for i in clash])
+                last_seq = conn.execute(select(func.max(VectorLog.seq))).scalar()
+        return len(rows), clash, last_seq
 
     def touch_roots(self, roots: Iterable[str], *, indexed: bool) -> None:
         now = time.time()
