@@ -23,11 +23,12 @@ log, or rebuilt when it is missing, damaged or disagrees.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -312,23 +313,101 @@ class Library:
             return self._run_index(roots, progress=progress, source=source)
 
     def _run_index(
-        self, roots: list[str], *, progress: ProgressFn | None, source: str
+        self,
+        roots: list[str],
+        *,
+        progress: ProgressFn | None,
+        source: str,
+        remember: bool = True,
+        save: bool = True,
+        defer_failure: Callable[[str, str], bool] | None = None,
     ) -> IndexSummary:
-        self.store.touch_roots(roots, indexed=False)
+        if remember:
+            self.store.touch_roots(roots, indexed=False)
         run = IndexRun(
             self.store, self._writer_index, self._loaded_encoder, exclude=[str(self.path)],
             workers=self.settings.workers, batch_size=self.settings.batch_size,
             progress=progress, source=source, index_lock=self._index_lock,
+            defer_failure=defer_failure,
         )  # fmt: skip
         try:
             summary = run.run(roots)
         finally:
+            if self._index is not None and save:
+                self._index.seq = self.store.max_seq()
+                self._save(self._index)
+        if remember and not summary.interrupted:
+            self.store.touch_roots(roots, indexed=True)
+        return summary
+
+    # --- keeping up with a watched folder (the watch daemon) ------------------------------
+    def writer(self, purpose: str) -> contextlib.AbstractContextManager[None]:
+        """Hold the writer lock for a long job (the watch daemon); raises LibraryLocked."""
+        return self._writing(purpose)
+
+    def warm_up(self) -> None:
+        """Load the model and the index now (so the first file a writer sees is fast)."""
+        with self._writing("clipsearch (loading)"):
+            self._writer_index()
+            for tmp in self.path.glob(".vectors-*.tmp"):  # left by a writer that was killed
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+
+    def sync_paths(
+        self,
+        paths: Sequence[str | Path],
+        *,
+        remember: bool = False,
+        save: bool = False,
+        defer_failure: Callable[[str, str], bool] | None = None,
+    ) -> IndexSummary:
+        """Bring exactly these files or folders in line with the disk (the watch daemon's step).
+
+        Like :meth:`index`, but paths that no longer exist are not an error: their images
+        leave the library. By default the paths are not remembered as indexed folders and the
+        index file is not rewritten (readers replay the change log; see :meth:`save_index`).
+        `defer_failure(path, reason)` returning True leaves a failure unrecorded.
+        """
+        roots = [os.path.abspath(p) for p in paths]
+        with self._writing("clipsearch (syncing files)"):
+            return self._run_index(
+                roots, progress=None, source="photos", remember=remember, save=save,
+                defer_failure=defer_failure,
+            )  # fmt: skip
+
+    def move_path(self, src: str | Path, dst: str | Path) -> int:
+        """Record that a file or folder moved on disk: its images keep ids and vectors.
+
+        An image recorded at a destination path is replaced. Returns the images moved.
+        """
+        src, dst = os.path.abspath(src), os.path.abspath(dst)
+        with self._writing("clipsearch (recording a move)"), self._index_lock:
+            index = self.vector_index if self.dim is not None else None  # before the commit
+            moved, removed, last_seq = self.store.move_paths(src, dst)
+            if index is not None and removed:
+                index.remove(removed)
+            if index is not None and last_seq is not None:
+                index.seq = last_seq
+        return moved
+
+    def unsaved_changes(self) -> int:
+        """Vector changes committed since the index file was last written."""
+        return self.store.max_seq() - int(self.store.get_meta("log_pruned_upto", "0") or 0)
+
+    def save_index(self) -> None:
+        """Write the index file now (a writer's checkpoint; readers then replay nothing)."""
+        with self._writing("clipsearch (saving the index)"), self._index_lock:
             if self._index is not None:
                 self._index.seq = self.store.max_seq()
                 self._save(self._index)
-        if not summary.interrupted:
-            self.store.touch_roots(roots, indexed=True)
-        return summary
+
+    def watched_roots(self) -> list[str]:
+        """The folders `clipsearch watch` was last asked to watch."""
+        return json.loads(self.store.get_meta("watched_roots", "[]") or "[]")
+
+    def set_watched_roots(self, roots: Sequence[str]) -> None:
+        with self._writing("clipsearch (remembering watched folders)"):
+            self.store.set_meta({"watched_roots": json.dumps(list(roots))})
 
     def _writer_index(self) -> VectorIndex:
         """The index an index run writes to; a new library learns its vector size here."""
@@ -410,6 +489,7 @@ class Library:
         meta = self.store.all_meta()
         index = self.vector_index if self.dim else None
         files = index_files(self.path)
+        holder = self._lock.holder()
         return {
             "library": str(self.path),
             "model": self.model,
@@ -428,7 +508,8 @@ class Library:
             "roots": [{"path": p, "last_indexed_at": t} for p, t in self.store.roots()],
             "size_bytes": _folder_size(self.path),
             "created_at": float(meta["created_at"]) if meta.get("created_at") else None,
-            "writer": self._lock.holder() or None,
+            "writer": holder or None,
+            "daemon": _daemon_status(self.path, holder),
         }
 
     def failures(self, limit: int | None = None) -> list[dict[str, Any]]:
@@ -470,6 +551,12 @@ def _check_new_library_dir(folder: Path, create: bool) -> None:
             f"{folder} is not a clipsearch library (no {DB_NAME}) and is not empty",
             hint="Choose a new or empty folder for the library (it is not the photo folder).",
         )
+
+
+def _daemon_status(folder: Path, holder: dict) -> dict[str, Any] | None:
+    from clipsearch.daemon import daemon_status
+
+    return daemon_status(folder, holder)
 
 
 def _folder_size(folder: Path) -> int:

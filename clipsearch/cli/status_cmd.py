@@ -59,6 +59,29 @@ def _print_status(info: dict[str, Any]) -> None:
         rows.append(("folder", f"{root['path']} (indexed {stamp})"))
     if info.get("writer"):
         rows.append(("writer", f"pid {info['writer'].get('pid')}: {info['writer'].get('command')}"))
+    if info.get("daemon"):
+        rows.extend(_daemon_rows(info["daemon"]))
     for k, v in rows:
         table.add_row(k, v)
     console().print(table)
+
+
+def _daemon_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
+    """The watch daemon's lines: state, queue, last event, last catch-up scan."""
+
+    def ago(t: float | None) -> str:
+        return "never" if not t else f"{max(0.0, time.time() - t):.0f}s ago"
+
+    rows = [("daemon", f"{d.get('state', '?')} (pid {d.get('pid')}), queue {d.get('queue', 0)}")]
+    if d.get("roots"):
+        rows.append(("watching", ", ".join(d["roots"])))
+    ev = d.get("last_event")
+    rows.append(("last event", f"{ago(ev['at'])}: {ev['kind']} {ev['path']}" if ev else "none"))
+    rec = d.get("last_reconcile")
+    if rec:
+        rows.append(("last catch-up", f"{ago(rec['at'])} ({rec['seconds']:.1f}s, {rec['added']} "
+                     f"added, {rec['removed']} removed)"))  # fmt: skip
+    totals = d.get("totals")
+    if totals:
+        rows.append(("since start", ", ".join(f"{v} {k}" for k, v in totals.items())))
+    return rows
