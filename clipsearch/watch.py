@@ -257,14 +257,17 @@ class PendingQueue:
 # --- watchdog --------------------------------------------------------------------------------
 
 
-def _event_filter() -> list:
-    from watchdog import events as ev
+_EVENTS = (
+    "FileCreatedEvent", "FileModifiedEvent", "FileAttribEvent", "FileClosedEvent",
+    "FileDeletedEvent", "FileMovedEvent", "DirCreatedEvent", "DirDeletedEvent", "DirMovedEvent",
+)  # fmt: skip
 
-    return [
-        ev.FileCreatedEvent, ev.FileModifiedEvent, ev.FileAttribEvent, ev.FileClosedEvent,
-        ev.FileDeletedEvent, ev.FileMovedEvent, ev.DirCreatedEvent, ev.DirDeletedEvent,
-        ev.DirMovedEvent,
-    ]  # fmt: skip
+
+def _event_filter() -> list:
+    """The events worth a look. Not opens and reads: the daemon's own reads would echo."""
+    from watchdog import events
+
+    return [getattr(events, name) for name in _EVENTS if hasattr(events, name)]
 
 
 class RootHandler:

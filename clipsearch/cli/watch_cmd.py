@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -79,14 +80,15 @@ def watch(
     New and changed images are embedded once they stop changing, moved and renamed ones keep
     their vectors, deleted ones leave the library. On start, a catch-up scan picks up what
     changed while the daemon was not running. The folders are remembered: `watch` with no
-    PATH watches them again. Stop with Ctrl-C (exit 130) or SIGTERM (exit 0).
+    PATH watches them again. Stop with Ctrl-C (exit 130) or SIGTERM (exit 0). Unless
+    --threads says otherwise, the model uses at most half the CPU cores.
 
     \b
       clipsearch --library ~/clip-lib watch ~/Pictures ~/Downloads
       clipsearch --library ~/clip-lib status          (shows the daemon)
     """
     from clipsearch import fs
-    from clipsearch.daemon import WatchDaemon, WatchOptions
+    from clipsearch.daemon import WatchDaemon, WatchOptions, default_threads
 
     options = WatchOptions(
         settle=settle,
@@ -96,7 +98,12 @@ def watch(
         drain_timeout=drain_timeout,
         polling=polling,
     )
+    if state.overrides.get("threads") is None and not os.environ.get("CLIPSEARCH_THREADS"):
+        state.overrides["threads"] = default_threads()  # leave cores to the foreground
     roots = fs.check_roots(paths) if paths else None
+    for root in roots or ():
+        if not os.path.isdir(root):
+            raise click.BadParameter(f"{root} is not a folder", param_hint="PATH")
     with _daemon_logging(state, log_file), state.open_library(create=bool(paths)) as lib:
         if roots is None:
             roots = lib.watched_roots()
