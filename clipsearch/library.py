@@ -64,6 +64,7 @@ class Library:
         self._index: VectorIndex | None = None
         # Catching the index up mutates it: searches in other threads wait for that.
         self._index_lock = threading.RLock()
+        self._saved_seq = -1  # the log position of the index file on disk, as far as we know
 
     # --- opening ------------------------------------------------------------------------
     @classmethod
@@ -211,6 +212,7 @@ class Library:
             index = VectorIndex.load_latest(self.path)
             if index is None or index.dim != dim:
                 break
+            self._saved_seq = index.seq
             try:
                 self._catch_up(index)
                 if index.ntotal != self.store.vector_count():
@@ -281,7 +283,23 @@ class Library:
         if self.dim is None:
             return
         index.save(self.path, index.seq)
+        self._saved_seq = index.seq
         self.store.prune_log(index.seq)
+
+    def save_index(self) -> None:
+        """Write the index file if this process's index holds entries the file lacks.
+
+        A writer's checkpoint: afterwards readers replay nothing. Takes the writer lock if
+        this process does not hold it. The index is caught up first, so the file never
+        claims log entries it does not contain; an index this process never loaded was not
+        changed by it and is left alone.
+        """
+        if self._index is None or self.dim is None:
+            return
+        with self._writing("clipsearch (saving the index)"), self._index_lock:
+            index = self.vector_index  # catch up: with the writer lock nobody else writes
+            if index.seq > self._saved_seq:
+                self._save(index)
 
     @contextlib.contextmanager
     def _writing(self, purpose: str) -> Iterator[None]:
@@ -333,9 +351,8 @@ class Library:
         try:
             summary = run.run(roots)
         finally:
-            if self._index is not None and save:
-                self._index.seq = self.store.max_seq()
-                self._save(self._index)
+            if save:
+                self.save_index()
         if remember and not summary.interrupted:
             self.store.touch_roots(roots, indexed=True)
         return summary
@@ -393,13 +410,6 @@ class Library:
     def unsaved_changes(self) -> int:
         """Vector changes committed since the index file was last written."""
         return self.store.max_seq() - int(self.store.get_meta("log_pruned_upto", "0") or 0)
-
-    def save_index(self) -> None:
-        """Write the index file now (a writer's checkpoint; readers then replay nothing)."""
-        with self._writing("clipsearch (saving the index)"), self._index_lock:
-            if self._index is not None:
-                self._index.seq = self.store.max_seq()
-                self._save(self._index)
 
     def watched_roots(self) -> list[str]:
         """The folders `clipsearch watch` was last asked to watch."""
@@ -478,7 +488,7 @@ class Library:
     def run_query(self, query: Query) -> list[SearchResult]:
         """Run a prepared :class:`Query`."""
         dim = self.dim
-        if dim is None or self.store.vector_count() == 0:
+        if dim is None:
             return []
         searcher = Searcher(self.store, self.searching, self._loaded_encoder, dim)
         return searcher.search(query)

@@ -58,9 +58,9 @@ class Query:
         if not self.terms:
             raise QueryError("empty query: give text, --image PATH or --like ID")
         if self.k < 1:
-            raise QueryError(f"--top must be at least 1, got {self.k}")
+            raise QueryError(f"the number of results (k, --top) must be at least 1, got {self.k}")
         if self.source not in (None, "photos", "generated"):
-            raise QueryError(f"--source must be photos or generated, got {self.source!r}")
+            raise QueryError(f"source must be 'photos' or 'generated', got {self.source!r}")
         for name in ("after", "before"):
             value = getattr(self, name)
             if value is not None:
@@ -88,7 +88,7 @@ def _iso_date(value: str, name: str) -> str:
         return datetime.fromisoformat(text).replace(tzinfo=None).isoformat()
     except ValueError:
         raise QueryError(
-            f"--{name} must be a date like 2024, 2024-06 or 2024-06-30, got {value!r}"
+            f"{name!r} must be a date like 2024, 2024-06 or 2024-06-30, got {value!r}"
         ) from None
 
 

@@ -75,3 +75,22 @@ def test_long_lived_reader_sees_a_writers_changes(lib_dir, photos, tiny_model, t
     assert len(paths) == 10 and str(more / "m2.jpg") in paths
     assert str(photos / "img0.jpg") not in paths
     reader.close()
+
+
+def test_a_noop_index_run_never_saves_a_stale_index(lib_dir, photos, tiny_model, tmp_path):
+    from clipsearch.index import VectorIndex
+    from tests.conftest import make_image
+
+    a = Library.open(lib_dir, model=tiny_model)
+    a.index([photos])
+    assert len(a.search("x", k=50)) == 8  # `a` holds its index in memory
+    more = tmp_path / "more"
+    make_image(more / "m.jpg", seed=500)
+    with Library.open(lib_dir) as b:  # another writer adds a vector and saves
+        b.index([more])
+    a.index([photos])  # nothing changes under `photos`
+    a.close()
+    on_disk = VectorIndex.load_latest(lib_dir)
+    with Library.open(lib_dir) as c:
+        assert on_disk.ntotal == c.store.vector_count() == 9
+        assert on_disk.seq <= c.store.max_seq()

@@ -159,7 +159,7 @@ def test_date_filters_use_capture_time_then_mtime(cli, tmp_path):
     assert names("--after", "2020-01", "--before", "2021-01-01") == ["no-exif.jpg"]
     assert names("--after", "2019-05-01T10:00:00", "--before", "2019-05-02") == ["old.jpg"]
     r = cli("search", "x", "--after", "last tuesday", expect=2)
-    assert "--after must be a date" in r.stderr
+    assert "'after' must be a date" in r.stderr
 
 
 def test_source_filter(cli, indexed):
