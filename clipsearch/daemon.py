@@ -233,7 +233,7 @@ class WatchDaemon:
             if known is None or (known.size, known.mtime_ns) != (st.size, st.mtime_ns):
                 self.queue.check(st.path, if_absent=True, found=True)
         for path in rows:  # recorded under the folder, no longer there
-            self.queue.gone(path)
+            self.queue.gone(path, is_dir=False)
 
     def _sync(self, paths: list[str], retries: set[str], gones: set[str]) -> None:
         deferred: dict[str, str] = {}

@@ -117,13 +117,14 @@ class PendingQueue:
             self._items[folder] = Pending("scan", now, None, 0, now)
             self._wake(old is None)
 
-    def gone(self, path: str) -> None:
+    def gone(self, path: str, *, is_dir: bool = True) -> None:
         """A file or folder disappeared: its images leave the library."""
         now = time.monotonic()
         with self._cond:
-            prefix = path.rstrip("/") + "/"
-            for key in [k for k in self._items if k.startswith(prefix)]:
-                del self._items[key]  # everything below went with it
+            if is_dir:
+                prefix = path.rstrip("/") + "/"
+                for key in [k for k in self._items if k.startswith(prefix)]:
+                    del self._items[key]  # everything below went with it
             old = self._items.get(path)
             born = old.born if old is not None and old.kind == "gone" else now
             self._items[path] = Pending("gone", now, None, 0, born)
@@ -303,7 +304,7 @@ class RootHandler:
             if src_ok and dst_ok:
                 self.queue.move(src, dst, is_dir=is_dir)
             elif src_ok:
-                self.queue.gone(src)
+                self.queue.gone(src, is_dir=is_dir)
             elif dst_ok:
                 self.queue.scan(dst) if is_dir else self.queue.check(dst)
             else:
@@ -319,7 +320,7 @@ class RootHandler:
         if not self._wanted(src, is_dir):
             return
         if kind == "deleted":
-            self.queue.gone(src)
+            self.queue.gone(src, is_dir=is_dir)
         elif is_dir:
             if kind != "created":
                 return
