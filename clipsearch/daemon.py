@@ -121,10 +121,6 @@ class WatchDaemon:
         log.info("%s: stopping%s", reason, " now" if hurry else " once settled files are in")
         return hurry
 
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
     def run(self) -> None:
         """Watch until stopped. Raises LibraryLocked if another process writes the library."""
         with self.lib.writer(f"{COMMAND} {' '.join(self.roots)}"[:200]):
