@@ -409,7 +409,8 @@ class Library:
 
     def unsaved_changes(self) -> int:
         """Vector changes committed since the index file was last written."""
-        return self.store.max_seq() - int(self.store.get_meta("log_pruned_upto", "0") or 0)
+        pruned = int(self.store.get_meta("log_pruned_upto", "0") or 0)
+        return max(0, self.store.max_seq() - max(pruned, self._saved_seq))
 
     def watched_roots(self) -> list[str]:
         """The folders `clipsearch watch` was last asked to watch."""
