@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
@@ -82,6 +84,26 @@ class Progress:
 
 
 ProgressFn = Callable[[Progress], None]
+
+
+@contextlib.contextmanager
+def _deferred_interrupts() -> Iterator[None]:
+    """Hold Ctrl-C / SIGTERM until the block ends, so a commit and its bookkeeping (the
+    in-memory index, the summary) happen together or not at all. Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda signum, _frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if caught:  # deliver it now, to whatever handler was in place
+            signal.raise_signal(caught[0])
 
 
 # --- stage 2: prepare (runs in decode threads) -------------------------------------------
@@ -166,6 +188,9 @@ class IndexRun:
         self._moved_ids: set[int] = set()
         self._missing: dict[str, ImageRow] = {}
         self._run_vectors: dict[str, np.ndarray] = {}  # hash -> vector embedded in this run
+        # Counted into the summary only once committed: an interrupted commit did nothing.
+        self._uncommitted = dict.fromkeys(("added", "updated", "moved", "unchanged", "failed"), 0)
+        self._uncommitted_failures: list[FailedFile] = []
         self._t = dict.fromkeys(("scan", "wait", "encode", "commit", "remove"), 0.0)
 
     @property
@@ -278,7 +303,7 @@ class IndexRun:
         elif item.pixels is None:  # touched: same content, new mtime
             assert job.row is not None
             ch.touches.append((job.row.id, st.size, st.mtime_ns))
-            self.summary.unchanged += 1
+            self._uncommitted["unchanged"] += 1
         elif item.hash in self._run_vectors:  # same content as a file embedded this run
             self._store_vector(item, self._run_vectors[item.hash])
         else:
@@ -300,8 +325,8 @@ class IndexRun:
         )
         if job.row is not None:  # an indexed file that became unreadable leaves the index
             self._changes.removes.append(job.row.id)
-        self.summary.failed += 1
-        self.summary.failures.append(FailedFile(st.path, reason))
+        self._uncommitted["failed"] += 1
+        self._uncommitted_failures.append(FailedFile(st.path, reason))
 
     def _reuse(self, item: _Prepared, roots: list[str]) -> None:
         """A file whose content the library already has: a move, or a copy."""
@@ -319,7 +344,7 @@ class IndexRun:
                     self._moved_ids.add(row.id)
                     self._changes.moves.append((row.id, st.path, st.size, st.mtime_ns))
                     self._changes.cleared_failures.append(st.path)
-                    self.summary.moved += 1
+                    self._uncommitted["moved"] += 1
                     return
         source = item.matches[0]
         _, vectors = self.store.get_vectors([source.id], self.encoder.dim)
@@ -343,11 +368,11 @@ class IndexRun:
         if job.row is None:
             self._changes.inserts.append(new)
             self._changes.cleared_failures.append(st.path)
-            self.summary.added += 1
+            self._uncommitted["added"] += 1
         else:
             self._changes.replaces.append((job.row.id, new))
             self._changes.cleared_failures.append(st.path)
-            self.summary.updated += 1
+            self._uncommitted["updated"] += 1
 
     def _flush(self) -> None:
         if self._batch:
@@ -366,7 +391,7 @@ class IndexRun:
 
     def _commit(self, changes: Changes) -> None:
         t0 = time.perf_counter()
-        with self._index_lock:  # searches in this process wait while the index changes
+        with _deferred_interrupts(), self._index_lock:  # searches here wait while it changes
             index = self.index  # before the commit: catching up must not replay it
             new_ids, last_seq = self.store.apply(changes)
             # Mirror the commit in the in-memory index.
@@ -380,6 +405,11 @@ class IndexRun:
                 index.add(np.asarray(add_ids, np.int64), np.stack(add_vecs))
             if last_seq is not None:
                 index.seq = last_seq
+            for name, n in self._uncommitted.items():
+                setattr(self.summary, name, getattr(self.summary, name) + n)
+            self.summary.failures.extend(self._uncommitted_failures)
+            self._uncommitted = dict.fromkeys(self._uncommitted, 0)
+            self._uncommitted_failures = []
         self._t["commit"] += time.perf_counter() - t0
 
     # 4. remove what is gone

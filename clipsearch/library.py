@@ -282,6 +282,8 @@ class Library:
     def _save(self, index: VectorIndex) -> None:
         if self.dim is None:
             return
+        for stale in self.path.glob(".vectors-*.tmp"):  # left by a writer killed mid-save
+            stale.unlink(missing_ok=True)
         index.save(self.path, index.seq)
         self._saved_seq = index.seq
         self.store.prune_log(index.seq)
