@@ -1,0 +1,244 @@
+#!/usr/bin/env python
+"""Evaluate an open_clip model on held-out images of the shapes world; print JSON.
+
+    python scripts/eval_tiny_clip.py --model local-dir:data/models/tiny-shapes
+
+Two evaluation sets are generated with seeds the training never uses (training draws from
+``random.Random(train_seed)``; these use their own ``random.Random`` streams, see
+``--seed``):
+
+* **seen** (``--n-seen`` images): attribute combinations allowed in training (no
+  ``HELDOUT_COMBOS`` colour+shape pair), new images.
+* **heldout** (``--n-heldout`` images): only ``HELDOUT_COMBOS`` colour+shape pairs, which
+  training never showed (neither as images nor as captions).
+
+Images are rendered at ``--render-size`` pixels and go through the model's own preprocessing
+(``open_clip.create_model_and_transforms``), exactly like images a user indexes. All metrics
+are defined in ``DEFINITIONS`` below and printed with the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from itertools import product
+from pathlib import Path
+from typing import Any
+
+import torch
+
+try:
+    from clipsearch import shapes
+except ImportError:  # running from a source checkout without an install
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from clipsearch import shapes
+
+DEFINITIONS = {
+    "zero_shot_colour_shape_acc": (
+        "single-object images (count 1); each is classified among all colour x shape prompts "
+        "'a <colour> <shape>' (held-out pairs included) by cosine similarity; correct when "
+        "both colour and shape are right"
+    ),
+    "zero_shot_colour_shape_acc_all_counts": (
+        "all images; score of a colour x shape class = max similarity over the prompts "
+        "'a <colour> <shape>', 'two <colour> <shape>s', 'three <colour> <shape>s'"
+    ),
+    "caption_acc": (
+        "image->text: each image classified among all complete captions of the world "
+        "(count, size, colour, shape, background); top-1 must match all five attributes. "
+        "The per-attribute accuracies (count_acc, size_acc, ...) score that same top-1 caption"
+    ),
+    "text_to_image_recall@k": (
+        "queries: each distinct complete caption of the split's images; gallery: the split's "
+        "images (for 'heldout', seen + heldout images together); a query is a hit at k when "
+        "one of the k most similar images has exactly the query's attributes (count, size, "
+        "colour, shape, background; several images can share a caption, any of them counts)"
+    ),
+    "colour_shape_query_precision@10": (
+        "queries 'a <colour> <shape>' for each colour x shape pair of the split; fraction of "
+        "the 10 most similar gallery images whose colour and shape both match (any count), "
+        "averaged over queries"
+    ),
+}
+
+
+@torch.no_grad()
+def encode_texts(model: Any, tokenizer: Callable, texts: Sequence[str]) -> torch.Tensor:
+    """L2-normalised text embeddings, in order."""
+    out = [
+        model.encode_text(tokenizer(list(texts[i : i + 512])), normalize=True)
+        for i in range(0, len(texts), 512)
+    ]
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def encode_images(
+    model: Any, preprocess: Callable, images: Sequence[Any], batch_size: int = 256
+) -> torch.Tensor:
+    """L2-normalised image embeddings of PIL images, in order."""
+    out = []
+    for i in range(0, len(images), batch_size):
+        batch = torch.stack([preprocess(im) for im in images[i : i + batch_size]])
+        out.append(model.encode_image(batch, normalize=True))
+    return torch.cat(out)
+
+
+def make_split(
+    n: int, seed: int, heldout: shapes.Heldout, render_size: int
+) -> tuple[list[shapes.Scene], list[Any]]:
+    """``n`` scenes from ``random.Random(seed)`` and their renderings."""
+    rng = random.Random(seed)
+    scenes = [shapes.sample_scene(rng, heldout=heldout) for _ in range(n)]
+    ss = 4 if render_size <= 128 else 2  # as write_collection does at its default 256 px
+    return scenes, [shapes.render(s, render_size, supersample=ss) for s in scenes]
+
+
+def _recall(
+    sims: torch.Tensor, queries: list[shapes.Description], gallery: list[shapes.Description], ks
+) -> dict[str, float]:
+    order = sims.topk(max(ks), dim=1).indices.tolist()
+    out = {}
+    for k in ks:
+        hits = sum(
+            any(gallery[j] == q for j in row[:k]) for q, row in zip(queries, order, strict=True)
+        )
+        out[f"text_to_image_recall@{k}"] = round(hits / len(queries), 4)
+    return out
+
+
+def split_metrics(
+    model: Any,
+    tokenizer: Callable,
+    img: torch.Tensor,
+    descs: list[shapes.Description],
+    gallery_img: torch.Tensor,
+    gallery_descs: list[shapes.Description],
+) -> dict[str, Any]:
+    """All metrics for one split (see ``DEFINITIONS``)."""
+    colours, kinds = list(shapes.COLOURS), list(shapes.SHAPES)
+    pairs = list(product(colours, kinds))
+    res: dict[str, Any] = {"n_images": len(descs)}
+
+    # zero-shot colour+shape, single-object images, prompts "a red circle"
+    prompts = [shapes.caption(shapes.Description(1, None, c, k)) for c, k in pairs]
+    single = [i for i, d in enumerate(descs) if d.count == 1]
+    pred = (img[single] @ encode_texts(model, tokenizer, prompts).T).argmax(1).tolist()
+    ok = [pairs[p] == (descs[i].colour, descs[i].kind) for i, p in zip(single, pred, strict=True)]
+    res["n_single_object_images"] = len(single)
+    res["zero_shot_colour_shape_acc"] = round(sum(ok) / len(ok), 4)
+
+    # zero-shot colour+shape, all images, max over count phrasings
+    counted = [shapes.Description(n, None, c, k) for n in shapes.COUNTS for c, k in pairs]
+    t = encode_texts(model, tokenizer, [shapes.caption(d) for d in counted])
+    scores = (img @ t.T).view(len(descs), len(shapes.COUNTS), len(pairs)).amax(1)
+    pred = scores.argmax(1).tolist()
+    ok = [pairs[p] == (d.colour, d.kind) for d, p in zip(descs, pred, strict=True)]
+    res["zero_shot_colour_shape_acc_all_counts"] = round(sum(ok) / len(ok), 4)
+
+    # image -> text among all complete captions
+    everything = shapes.all_descriptions("include")
+    t = encode_texts(model, tokenizer, [shapes.caption(d) for d in everything])
+    pred = (img @ t.T).argmax(1).tolist()
+    res["caption_acc"] = round(
+        sum(everything[p] == d for d, p in zip(descs, pred, strict=True)) / len(descs), 4
+    )
+    for attr in ("count", "size", "colour", "kind", "background"):
+        ok = [
+            getattr(everything[p], attr) == getattr(d, attr)
+            for d, p in zip(descs, pred, strict=True)
+        ]
+        res[f"{attr}_acc"] = round(sum(ok) / len(ok), 4)
+
+    # text -> image retrieval with complete captions
+    queries = sorted(set(descs), key=shapes.caption)
+    sims = encode_texts(model, tokenizer, [shapes.caption(q) for q in queries]) @ gallery_img.T
+    res["n_queries"] = len(queries)
+    res["n_gallery"] = len(gallery_descs)
+    res.update(_recall(sims, queries, gallery_descs, (1, 5, 10)))
+
+    # precision@10 of colour+shape queries
+    split_pairs = sorted({(d.colour, d.kind) for d in descs})
+    prompts = [shapes.caption(shapes.Description(1, None, c, k)) for c, k in split_pairs]
+    top = (encode_texts(model, tokenizer, prompts) @ gallery_img.T).topk(10, dim=1).indices
+    prec = [
+        sum((gallery_descs[j].colour, gallery_descs[j].kind) == pair for j in row) / 10
+        for pair, row in zip(split_pairs, top.tolist(), strict=True)
+    ]
+    res["colour_shape_query_precision@10"] = round(sum(prec) / len(prec), 4)
+    return res
+
+
+def evaluate(
+    model: Any,
+    tokenizer: Callable,
+    preprocess: Callable,
+    *,
+    n_seen: int = 2000,
+    n_heldout: int = 1000,
+    seed: int = 10_001,
+    render_size: int = 256,
+) -> dict[str, Any]:
+    """Evaluate ``model`` on both splits; returns a JSON-able dict."""
+    t0 = time.time()
+    model.eval()
+    seen, seen_images = make_split(n_seen, seed, "exclude", render_size)
+    held, held_images = make_split(n_heldout, seed + 1, "only", render_size)
+    seen_img = encode_images(model, preprocess, seen_images)
+    held_img = encode_images(model, preprocess, held_images)
+    seen_d = [s.description for s in seen]
+    held_d = [s.description for s in held]
+    return {
+        "seen": split_metrics(model, tokenizer, seen_img, seen_d, seen_img, seen_d),
+        "heldout_combos": split_metrics(
+            model,
+            tokenizer,
+            held_img,
+            held_d,
+            torch.cat([seen_img, held_img]),
+            seen_d + held_d,
+        ),
+        "heldout_pairs": sorted(f"{c} {k}" for c, k in shapes.HELDOUT_COMBOS),
+        "seeds": {"seen": seed, "heldout_combos": seed + 1},
+        "render_size": render_size,
+        "definitions": DEFINITIONS,
+        "eval_seconds": round(time.time() - t0, 1),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="local-dir:data/models/tiny-shapes")
+    ap.add_argument("--n-seen", type=int, default=2000)
+    ap.add_argument("--n-heldout", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=10_001, help="seen split seed; heldout: +1")
+    ap.add_argument("--render-size", type=int, default=256, help="pixels before preprocessing")
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args(argv)
+    import open_clip
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, _, preprocess = open_clip.create_model_and_transforms(args.model)
+    tokenizer = open_clip.get_tokenizer(args.model)
+    result = evaluate(
+        model,
+        tokenizer,
+        preprocess,
+        n_seen=args.n_seen,
+        n_heldout=args.n_heldout,
+        seed=args.seed,
+        render_size=args.render_size,
+    )
+    result["model"] = args.model
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
