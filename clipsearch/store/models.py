@@ -8,6 +8,7 @@ from __future__ import annotations
 from sqlalchemy import (
     CheckConstraint,
     Float,
+    ForeignKey,
     Index,
     Integer,
     LargeBinary,
@@ -95,3 +96,38 @@ class Root(Base):
     path: Mapped[str] = mapped_column(Text, primary_key=True)
     added_at: Mapped[float] = mapped_column(Float, nullable=False)
     last_indexed_at: Mapped[float | None] = mapped_column(Float)
+
+
+class Tag(Base):
+    """A zero-shot tag on an image, with its score (from `clipsearch tag`)."""
+
+    __tablename__ = "tags"
+
+    image_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    )
+    label: Mapped[str] = mapped_column(Text, primary_key=True)
+    score: Mapped[float] = mapped_column(Float, nullable=False)
+
+    __table_args__ = (Index("ix_tags_label", "label"),)
+
+
+class Generation(Base):
+    """How a generated image was made (source = 'generated'): its provenance."""
+
+    __tablename__ = "generations"
+
+    image_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    )
+    prompts: Mapped[str] = mapped_column(Text, nullable=False)  # JSON [[text, weight], ...]
+    seed: Mapped[int] = mapped_column(Integer, nullable=False)
+    steps: Mapped[int] = mapped_column(Integer, nullable=False)
+    width: Mapped[int] = mapped_column(Integer, nullable=False)
+    height: Mapped[int] = mapped_column(Integer, nullable=False)
+    drawer: Mapped[str] = mapped_column(String(16), nullable=False)  # vqgan | pixel
+    clip_model: Mapped[str] = mapped_column(Text, nullable=False)
+    vqgan_model: Mapped[str | None] = mapped_column(Text)
+    init_image: Mapped[str | None] = mapped_column(Text)
+    params: Mapped[str] = mapped_column(Text, nullable=False)  # JSON: lr, cutouts, ... (the rest)
+    created_at: Mapped[float] = mapped_column(Float, nullable=False)

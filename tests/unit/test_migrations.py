@@ -45,3 +45,28 @@ def test_wal_mode(tmp_path):
     engine = open_database(tmp_path / "x.db")
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_existing_library_upgrades_in_place_and_keeps_its_data(tmp_path):
+    from alembic import command
+    from sqlalchemy import text
+
+    from clipsearch.store.db import _alembic_config
+
+    engine = open_database(tmp_path / "old.db")
+    cfg = _alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")  # a library made by the first release
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO images (id, path, size, mtime_ns, content_hash, source, embedding, "
+            "added_at, updated_at) VALUES (7, '/p/a.jpg', 1, 2, 'h', 'photos', x'00', 0, 0)"
+        ))
+    migrate(engine)
+    assert schema_state(engine)[0] == schema_state(engine)[1]
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT path FROM images WHERE id = 7")).scalar() == "/p/a.jpg"
+        conn.execute(text("INSERT INTO tags (image_id, label, score) VALUES (7, 'dog', 0.9)"))
+        conn.execute(text("DELETE FROM images WHERE id = 7"))
+        assert conn.execute(text("SELECT count(*) FROM tags")).scalar() == 0  # cascades
