@@ -3,12 +3,12 @@
 
     python scripts/eval_tiny_clip.py --model local-dir:data/models/tiny-shapes
 
-Two evaluation sets are generated with seeds the training never uses (training draws from
-``random.Random(train_seed)``; these use their own ``random.Random`` streams, see
-``--seed``):
+Two evaluation sets are generated from their own seeds (``--seed`` and ``--seed + 1``;
+training step ``i`` of a run with seed ``s`` draws from ``random.Random(s * 1_000_003 + i)``,
+so the default seeds never coincide with the shipped model's 1000 training steps):
 
-* **seen** (``--n-seen`` images): attribute combinations allowed in training (no
-  ``HELDOUT_COMBOS`` colour+shape pair), new images.
+* **seen** (``--n-seen`` images, about a third of them single-object): only attribute
+  combinations allowed in training (no ``HELDOUT_COMBOS`` colour+shape pair); new images.
 * **heldout** (``--n-heldout`` images): only ``HELDOUT_COMBOS`` colour+shape pairs, which
   training never showed (neither as images nor as captions).
 
@@ -178,8 +178,8 @@ def evaluate(
     tokenizer: Callable,
     preprocess: Callable,
     *,
-    n_seen: int = 2000,
-    n_heldout: int = 1000,
+    n_seen: int = 3200,
+    n_heldout: int = 1600,
     seed: int = 10_001,
     render_size: int = 256,
 ) -> dict[str, Any]:
@@ -214,8 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="local-dir:data/models/tiny-shapes")
-    ap.add_argument("--n-seen", type=int, default=2000)
-    ap.add_argument("--n-heldout", type=int, default=1000)
+    ap.add_argument("--n-seen", type=int, default=3200)
+    ap.add_argument("--n-heldout", type=int, default=1600)
     ap.add_argument("--seed", type=int, default=10_001, help="seen split seed; heldout: +1")
     ap.add_argument("--render-size", type=int, default=256, help="pixels before preprocessing")
     ap.add_argument("--threads", type=int, default=None)

@@ -337,6 +337,26 @@ def save_checkpoint(model: torch.nn.Module, model_cfg: dict, out: Path) -> Path:
     return weights
 
 
+@torch.no_grad()
+def compare_embeddings(
+    trained: torch.nn.Module, loaded: torch.nn.Module, preprocess: Callable, tokenizer: Callable
+) -> dict[str, float]:
+    """How far the saved (float16 matrices) model's embeddings are from the trained model's,
+    on 64 fresh scenes and their captions: the smallest cosine and the largest abs. diff."""
+    rng = random.Random(12_345)
+    scenes = [shapes.sample_scene(rng, heldout="include") for _ in range(64)]
+    images = torch.stack([preprocess(shapes.render(s, 256, supersample=2)) for s in scenes])
+    tokens = tokenizer([shapes.caption(s) for s in scenes])
+    pairs = [
+        (trained.encode_image(images, normalize=True), loaded.encode_image(images, normalize=True)),
+        (trained.encode_text(tokens, normalize=True), loaded.encode_text(tokens, normalize=True)),
+    ]
+    return {
+        "min_cosine": round(min((a * b).sum(1).min().item() for a, b in pairs), 6),
+        "max_abs_diff": round(max((a - b).abs().max().item() for a, b in pairs), 6),
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -406,7 +426,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         name = f"local-dir:{args.out}"
         loaded, _, preprocess = open_clip.create_model_and_transforms(name)
-        record["eval"] = evaluate(loaded, open_clip.get_tokenizer(name), preprocess)
+        loaded.eval()
+        tokenizer = open_clip.get_tokenizer(name)
+        record["float16_check"] = compare_embeddings(model, loaded, preprocess, tokenizer)
+        record["eval"] = evaluate(loaded, tokenizer, preprocess)
         print(json.dumps(record["eval"], indent=2), flush=True)
     record["wall_seconds"] = round(time.time() - t0, 1)
     (args.out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
