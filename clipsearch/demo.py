@@ -64,27 +64,40 @@ def run_demo(
     on_step: Callable[[str], None] | None = None,
     **settings: object,
 ) -> DemoReport:
-    """Build (or reuse) the demo collection under `folder`, index it, and query it."""
+    """Build (or reuse) the demo collection under `folder`, index it, and query it.
+
+    The collection mixes random scenes with `k` scenes that truly match each text query, so
+    every query has right answers to find among distractors.
+    """
     from clipsearch import shapes
 
     step = on_step or (lambda _msg: None)
     photos = folder / "photos"
     library = library or folder / "library"
     model = model or DEMO_MODEL
+    wanted = [shapes.parse_caption(text) for text in TEXT_QUERIES]
+    planted = len(wanted) * k
     step(f"rendering {n_images} shapes-world pictures into {photos}")
-    shapes.write_collection(photos, n_images, seed=0, size=224, suffix=".jpg")
+    shapes.write_collection(photos / "album-1", max(0, n_images - planted), seed=0, size=224,
+                            suffix=".jpg")  # fmt: skip
+    shapes.write_collection(photos / "album-2", planted, seed=1, size=224, suffix=".jpg",
+                            descriptions=wanted)  # fmt: skip
     step(f"indexing them into {library} with model {model}")
     with Library.open(library, model=model, **settings) as lib:  # type: ignore[arg-type]
         summary = lib.index([photos], progress=progress)
         report = DemoReport(photos, library, lib.model, summary)
-        for text in TEXT_QUERIES:
-            want = shapes.parse_caption(text)
+        for text, want in zip(TEXT_QUERIES, wanted, strict=True):
             hits = lib.search(text, k=k)
             report.queries.append(DemoQuery(f'"{text}"', hits, _grade(hits, want)))
-        example = sorted(photos.glob("*.jpg"))[1]
-        hits = lib.search(image=example, k=k)
+        example = sorted((photos / "album-2").glob("*.jpg"))[-1]
         truth = shapes.parse_caption(example.stem)
-        report.queries.append(DemoQuery(f"image {example.name}", hits, _grade(hits, truth)))
+        same_look = shapes.Description(colour=truth.colour, kind=truth.kind)
+        hits = lib.search(image=example, k=k)
+        report.queries.append(
+            DemoQuery(
+                f"image {example.name} (same colour and shape)", hits, _grade(hits, same_look)
+            )
+        )
     return report
 
 

@@ -60,8 +60,8 @@ def demo(state: State, folder: str | None, n_images: int, top: int, as_json: boo
     for q in report.queries:
         click.echo(f"\nsearch {q.label}")
         for rank, (hit, ok) in enumerate(zip(q.hits, q.correct, strict=True), 1):
-            click.echo(f"  {rank}. {hit.score:.3f}  {'ok   ' if ok else 'wrong'}  "
-                       f"{Path(hit.path).name}")  # fmt: skip
+            mark = "match" if ok else "-    "
+            click.echo(f"  {rank}. {hit.score:.3f}  {mark}  {Path(hit.path).name}")
             right, total = right + ok, total + 1
     click.echo(f"\n{right} of {total} results match their query.")
     click.echo(
