@@ -25,6 +25,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from itertools import product
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,16 @@ DEFINITIONS = {
         "queries 'a <colour> <shape>' for each colour x shape pair of the split; fraction of "
         "the 10 most similar gallery images whose colour and shape both match (any count), "
         "averaged over queries"
+    ),
+    "image_query_same_colour_shape@1": (
+        "image -> image: groups of a query picture and 6 candidates, 3 with its colour and "
+        "shape but another count, size or background, 3 that differ only in colour (2) or "
+        "shape (1); fraction of groups whose most similar candidate has the query's colour "
+        "and shape (chance 0.5)"
+    ),
+    "image_query_same_colour_shape_precision@3": (
+        "same groups: fraction of the 3 most similar candidates with the query's colour and "
+        "shape, averaged (chance 0.5)"
     ),
 }
 
@@ -173,6 +184,50 @@ def split_metrics(
     return res
 
 
+def image_query_metrics(
+    model: Any,
+    preprocess: Callable,
+    n_groups: int,
+    seed: int,
+    heldout: shapes.Heldout,
+    render_size: int,
+) -> dict[str, float]:
+    """Does an image query find pictures of the same thing (colour + shape) first?
+
+    Each group: a query picture; 3 candidates with its colour and shape but another count,
+    size or background; 3 candidates that differ only in colour (2) or shape (1). See
+    ``DEFINITIONS``; chance is 0.5 for @1 and 0.5 for precision@3.
+    """
+    rng = random.Random(seed)
+    ss = 4 if render_size <= 128 else 2
+    other = {"count": shapes.COUNTS, "size": shapes.SIZES, "background": tuple(shapes.BACKGROUNDS),
+             "colour": tuple(shapes.COLOURS), "kind": shapes.SHAPES}  # fmt: skip
+
+    def vary(d: shapes.Description, attr: str) -> shapes.Description:
+        # Candidates may be any combination (held-out pairs included): only the query
+        # picture follows the split.
+        return replace(d, **{attr: rng.choice([x for x in other[attr] if x != getattr(d, attr)])})
+
+    top1 = prec3 = 0
+    for _ in range(n_groups):
+        q = shapes.sample_description(rng, heldout)
+        q = shapes.sample_scene(rng, q, heldout).description
+        same = [vary(q, a) for a in ("count", "size", "background")]
+        diff = [vary(q, "colour"), vary(q, "colour"), vary(q, "kind")]
+        descs = [q, *same, *diff]
+        pics = [shapes.render(shapes.sample_scene(rng, d, "include"), render_size, ss)
+                for d in descs]  # fmt: skip
+        emb = encode_images(model, preprocess, pics)
+        order = (emb[1:] @ emb[0]).argsort(descending=True).tolist()
+        top1 += order[0] < 3
+        prec3 += sum(i < 3 for i in order[:3]) / 3
+    return {
+        "image_query_same_colour_shape@1": round(top1 / n_groups, 4),
+        "image_query_same_colour_shape_precision@3": round(prec3 / n_groups, 4),
+        "image_query_groups": n_groups,
+    }
+
+
 def evaluate(
     model: Any,
     tokenizer: Callable,
@@ -192,16 +247,15 @@ def evaluate(
     held_img = encode_images(model, preprocess, held_images)
     seen_d = [s.description for s in seen]
     held_d = [s.description for s in held]
+    seen_m = split_metrics(model, tokenizer, seen_img, seen_d, seen_img, seen_d)
+    seen_m.update(image_query_metrics(model, preprocess, 200, seed + 2, "exclude", render_size))
+    held_m = split_metrics(
+        model, tokenizer, held_img, held_d, torch.cat([seen_img, held_img]), seen_d + held_d
+    )
+    held_m.update(image_query_metrics(model, preprocess, 100, seed + 3, "only", render_size))
     return {
-        "seen": split_metrics(model, tokenizer, seen_img, seen_d, seen_img, seen_d),
-        "heldout_combos": split_metrics(
-            model,
-            tokenizer,
-            held_img,
-            held_d,
-            torch.cat([seen_img, held_img]),
-            seen_d + held_d,
-        ),
+        "seen": seen_m,
+        "heldout_combos": held_m,
         "heldout_pairs": sorted(f"{c} {k}" for c, k in shapes.HELDOUT_COMBOS),
         "seeds": {"seen": seed, "heldout_combos": seed + 1},
         "render_size": render_size,

@@ -53,8 +53,11 @@ DEFAULT_OUT = REPO / "data" / "models" / "tiny-shapes"
 MEAN = (0.48145466, 0.4578275, 0.40821073)  # open_clip's OPENAI_DATASET_MEAN / _STD
 STD = (0.26862954, 0.26130258, 0.27577711)
 
-# Probability that a training caption leaves each attribute out (count is always stated).
-DROP = {"size": 0.4, "background": 0.4, "colour": 0.25, "kind": 0.1}
+# Probability that a training caption leaves each attribute out (count is always stated:
+# leaving it out too makes captions so general that a batch cannot be filled with true
+# negatives). Colour and shape are stated most often: what a picture shows should weigh more
+# than how big it is or on what background, so pictures of the same thing end up close.
+DROP = {"size": 0.55, "background": 0.55, "colour": 0.15, "kind": 0.05}
 
 
 def caption_variant(full: shapes.Description, rng: random.Random) -> shapes.Description:
@@ -74,7 +77,7 @@ def caption_variant(full: shapes.Description, rng: random.Random) -> shapes.Desc
 # Batches are built from groups of scenes that share every attribute but one, so that the
 # loss sees hard negatives for every attribute (a random batch rarely holds two scenes that
 # differ only in, say, their shape). Weights: how often each attribute is the varied one.
-VARY = {"kind": 0.35, "count": 0.25, "size": 0.2, "colour": 0.1, "background": 0.1}
+VARY = {"kind": 0.35, "colour": 0.3, "count": 0.15, "size": 0.1, "background": 0.1}
 VALUES: dict[str, tuple] = {
     "kind": shapes.SHAPES,
     "count": shapes.COUNTS,
