@@ -144,3 +144,28 @@ def test_lightning_checkpoints_with_pickled_objects_load_without_running_them(tm
     with torch.no_grad():
         x = torch.rand(1, 3, 32, 32) * 2 - 1
         torch.testing.assert_close(ours.encode(x), ref.quant_conv(ref.encoder(x)))
+
+
+def test_the_shipped_tiny_vqgan_is_a_taming_checkpoint_too():
+    """taming's own modules load data/models/tiny-vqgan strictly and decode the same."""
+    from clipsearch.resources import data_dir
+
+    model_mod = pytest.importorskip("taming.modules.diffusionmodules.model")
+    quant_mod = pytest.importorskip("taming.modules.vqvae.quantize")
+    folder = data_dir() / "models" / "tiny-vqgan"
+    params = yaml.safe_load((folder / "model.yaml").read_text())["model"]["params"]
+    dd = params["ddconfig"]
+    ref = torch.nn.Module()
+    ref.encoder, ref.decoder = model_mod.Encoder(**dd), model_mod.Decoder(**dd)
+    ref.quantize = quant_mod.VectorQuantizer2(params["n_embed"], params["embed_dim"], beta=0.25)
+    ref.quant_conv = torch.nn.Conv2d(dd["z_channels"], params["embed_dim"], 1)
+    ref.post_quant_conv = torch.nn.Conv2d(params["embed_dim"], dd["z_channels"], 1)
+    state = torch.load(folder / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    ref.load_state_dict(state, strict=True)
+    ours = load_vqgan(folder)
+    assert ours.factor == 4 and ours.name == "tiny-vqgan"
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        zq_ref = ref.quantize(ref.quant_conv(ref.encoder(x.clone())))[0]
+        out_ref = ref.decoder(ref.post_quant_conv(zq_ref))
+        torch.testing.assert_close(ours(x)[0], out_ref, rtol=1e-4, atol=1e-4)
