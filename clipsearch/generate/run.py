@@ -12,6 +12,7 @@ how it was made; it is indexed at once with ``source = generated`` and its prove
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import re
@@ -23,6 +24,8 @@ from typing import Any
 
 from clipsearch.errors import GenerateError, VQGANError
 from clipsearch.generate.prompts import Prompt, parse_prompts
+
+log = logging.getLogger(__name__)
 
 SHIPPED_VQGAN = "tiny-vqgan"
 GENERATED_DIR = "generated"
@@ -140,6 +143,10 @@ def generate(
     settings = Settings(
         steps=req.steps, seed=seed, lr=parts.lr, every=req.every, preview=req.preview,
         init=parts.init,
+    )  # fmt: skip
+    log.info(
+        "drawing %dx%d with %s, %d steps, seed %d", parts.drawer.width, parts.drawer.height,
+        parts.vqgan_name or "pixels", req.steps, seed,
     )  # fmt: skip
     outcome = optimise(
         parts.drawer, parts.guide, settings, progress=progress, should_stop=should_stop,

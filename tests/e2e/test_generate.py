@@ -4,6 +4,7 @@ land in the library as a generated image, and fail clearly when it cannot."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -173,3 +174,40 @@ def test_cli_pixel_drawer_needs_no_vqgan(cli, lib_dir):
     assert [h["id"] for h in json.loads(r.stdout)] == [out["image_id"]]
     r = cli("status", "--json")
     assert json.loads(r.stdout)["generated"] == 1
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_ctrl_c_in_a_real_process(tmp_path, keep):
+    """SIGINT mid-run: exit 130; the picture so far is kept only with --keep-on-interrupt."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    lib = tmp_path / "library"
+    exe = Path(sys.executable).with_name("clipsearch")
+    args = [str(exe), "-v", "--library", str(lib), "--model", "tiny-shapes", "--threads", "1",
+            "generate", RED, "--steps", "100000", "--seed", "1", "--cutouts", "2"]  # fmt: skip
+    if keep:
+        args.append("--keep-on-interrupt")
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    try:
+        for line in proc.stderr:  # wait until the loop runs (logged just before it starts)
+            if "drawing 64x64" in line:
+                break
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    pngs = list((lib / "generated").glob("*.png"))
+    if keep:
+        assert "Interrupted; kept the picture so far" in out and len(pngs) == 1
+        steps = int(read_provenance(pngs[0])["steps"])
+        assert 0 < steps < 100000
+        with Library.open(lib) as opened:
+            assert opened.status()["generated"] == 1
+    else:
+        assert "nothing saved" in err and pngs == []
