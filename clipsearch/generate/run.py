@@ -135,6 +135,8 @@ def generate(
     `should_stop()` that returns True (a cancel) raises GenerationCancelled, nothing written.
     """
     prompts = check_request(req)
+    with lib.writer("clipsearch generate"):  # another writer (a watch daemon)? say so now,
+        pass  # not after minutes of drawing (the picture is added under this lock at the end)
     out_path = _output_path(lib.path, req, prompts)  # fail early on a bad --out
     seed = req.seed if req.seed is not None else random.SystemRandom().randrange(2**31)
     parts = _build(lib, req, prompts)

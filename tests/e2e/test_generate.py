@@ -211,3 +211,15 @@ def test_ctrl_c_in_a_real_process(tmp_path, keep):
             assert opened.status()["generated"] == 1
     else:
         assert "nothing saved" in err and pngs == []
+
+
+def test_another_writer_is_reported_before_any_drawing(made, tmp_path):
+    from clipsearch.errors import LibraryLocked
+
+    other = Library.open(made.lib.path)
+    try:
+        with other.writer("clipsearch watch /photos"), pytest.raises(LibraryLocked):
+            generate(made.lib, _request(RED, out=str(tmp_path)))
+    finally:
+        other.close()
+    assert not list(tmp_path.glob("*.png"))
