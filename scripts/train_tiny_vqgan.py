@@ -195,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--threads",
         type=int,
         default=1,
-        help="CPU threads (2 on a busy 2-core box ran ~10x slower)",
+        help="CPU threads (on a busy 2-core box, 2 ran several times slower than 1)",
     )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -54,7 +54,7 @@ class Cutouts:
 
     def _augment(self, batch: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         n = batch.shape[0]
-        flip = torch.rand(n, generator=g) < 0.5
+        flip = (torch.rand(n, generator=g) < 0.5).to(batch.device)
         batch = torch.where(flip.view(-1, 1, 1, 1), batch.flip(3), batch)
         angle = (torch.rand(n, generator=g) * 2 - 1) * math.radians(10)
         shift = (torch.rand(n, 2, generator=g) * 2 - 1) * 0.05

@@ -72,7 +72,7 @@ class Outcome:
 
 def to_pil(image: torch.Tensor) -> Image.Image:
     """(1, 3, H, W) in [0, 1] -> an RGB PIL image."""
-    arr = image.detach()[0].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0)
+    arr = image.detach()[0].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu()
     return Image.fromarray(arr.contiguous().numpy(), "RGB")
 
 

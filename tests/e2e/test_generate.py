@@ -41,7 +41,7 @@ def made(tmp_path_factory):
 
 
 def _sims(lib: Library, path: str | Path, texts: list[str]) -> np.ndarray:
-    pixels = np.asarray(Image.open(path).convert("RGB").resize((64, 64)))[None]
+    pixels = np.array(Image.open(path).convert("RGB").resize((64, 64)))[None]
     return (lib.encoder.encode_images(pixels) @ lib.encoder.encode_texts(texts).T)[0]
 
 
@@ -190,8 +190,12 @@ def test_ctrl_c_in_a_real_process(tmp_path, keep):
             "generate", RED, "--steps", "100000", "--seed", "1", "--cutouts", "2"]  # fmt: skip
     if keep:
         args.append("--keep-on-interrupt")
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    # A background shell hands children SIGINT ignored (and Python then leaves it so): restore.
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
     try:
         for line in proc.stderr:  # wait until the loop runs (logged just before it starts)
             if "drawing 64x64" in line:
