@@ -153,6 +153,17 @@ class Encoder:
         assert self._resolved is not None
         return self._resolved.fingerprint
 
+    @property
+    def torch_model(self):  # -> open_clip.CLIP (torch.nn.Module), loaded, in eval mode
+        """The open_clip model itself (for CLIP-guided generation)."""
+        self.load()
+        return self._model
+
+    @property
+    def tokenizer(self):  # -> open_clip tokenizer: list[str] -> LongTensor
+        self.load()
+        return self._tokenizer
+
     # --- encoding ----------------------------------------------------------------------------
     def encode_images(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 (N, H, W, 3) batches -> float32 (N, dim) unit vectors."""

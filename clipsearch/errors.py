@@ -57,3 +57,19 @@ class UnreadableImage(ClipsearchError):
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+
+
+class GenerateError(ClipsearchError):
+    """An image cannot be generated as asked (settings, sizes, models)."""
+
+    exit_code = 2
+
+
+class PromptError(GenerateError):
+    """A generation prompt is empty or its weight is malformed."""
+
+
+class VQGANError(GenerateError):
+    """A VQGAN checkpoint is missing, unreadable or not one clipsearch can load."""
+
+    exit_code = 1

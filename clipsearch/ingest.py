@@ -251,10 +251,22 @@ class IndexRun:
                 self.summary.failures.append(FailedFile(path, failure.reason))
                 continue
             jobs.append(_Job("new", st, None))
-        self._missing = {p: r for p, r in rows.items() if p not in on_disk}
+        # Rows inside an excluded folder (the library's generated/ pictures) were not scanned:
+        # they are not missing.
+        self._missing = {
+            p: r for p, r in rows.items() if p not in on_disk and not self._excluded(p, roots)
+        }
         gone_failures = [p for p in known_failures if p not in on_disk]
         self._t["scan"] += time.perf_counter() - t0
         return jobs, gone_failures
+
+    def _excluded(self, path: str, roots: list[str]) -> bool:
+        """Whether the scan skipped `path` because of `exclude` (mirrors fs.scan)."""
+        mine = [r for r in roots if fs.is_under(path, r)]
+        return any(
+            fs.is_under(path, e) and not any(fs.is_under(r, e) for r in mine)
+            for e in map(fs.normalize_root, self.exclude)
+        )
 
     # 2 + 3. prepare in threads, encode + commit in this thread
     def _embed(self, jobs: list[_Job], roots: list[str]) -> None:

@@ -449,7 +449,38 @@ class Library:
             self._index = None
             self._save(self.vector_index)
             roots = [r for r, _ in self.store.roots() if os.path.exists(r)]
-            return self._run_index(roots, progress=progress, source="photos")
+            summary = self._run_index(roots, progress=progress, source="photos")
+            return self._reembed_generated(summary, progress)
+
+    def _reembed_generated(
+        self, summary: IndexSummary, progress: ProgressFn | None
+    ) -> IndexSummary:
+        """Generated pictures live outside the indexed folders: re-embed them by path."""
+        paths = [r.path for r in self.store.ids_without_vectors() if r.source == "generated"]
+        if summary.interrupted or not paths:
+            return summary
+        more = self._run_index(paths, progress=progress, source="generated", remember=False)
+        for name in ("added", "updated", "removed", "failed", "embedded"):
+            setattr(summary, name, getattr(summary, name) + getattr(more, name))
+        summary.failures += more.failures
+        summary.interrupted = more.interrupted
+        return summary
+
+    def add_generated(self, path: str | Path, provenance: dict[str, Any]) -> int:
+        """Index one generated picture at once (source 'generated') with its provenance.
+
+        `provenance` holds the `generations` columns (prompts, seed, steps, ...). Returns the
+        image id. Works for files inside the library folder, which `index` runs skip.
+        """
+        target = fs.normalize_root(path)
+        with self._writing("clipsearch generate"):
+            summary = self._run_index([target], progress=None, source="generated", remember=False)
+            row = self.store.row_by_path(target)
+            if row is None or not row.has_vector:
+                reason = summary.failures[0].reason if summary.failures else "not indexed"
+                raise LibraryError(f"could not add {target} to the library: {reason}")
+            self.store.record_generation(row.id, provenance)
+            return row.id
 
     def search(
         self,

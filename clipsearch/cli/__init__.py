@@ -5,6 +5,7 @@ Each command module registers itself on the group when imported below.
 
 from clipsearch.cli import (  # noqa: F401
     demo_cmd,
+    generate_cmd,
     index_cmds,
     search_cmd,
     serve_cmd,

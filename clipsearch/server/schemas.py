@@ -7,7 +7,7 @@ typo is an error instead of being silently ignored.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -225,3 +225,49 @@ class Info(BaseModel):
 
 class TokenLogin(_Request):
     token: str = Field(..., min_length=1, max_length=512)
+
+
+# --- generation (routers/generate.py) -------------------------------------------------------
+
+
+class GenerateBody(_Request):
+    """What to generate (`clipsearch generate`'s options, without paths)."""
+
+    prompts: list[Annotated[str, Field(max_length=300)]] = Field(
+        min_length=1, max_length=8, description='"text" or "text:weight" (negative pushes away).'
+    )
+    steps: int = Field(100, ge=1, le=2000)
+    seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Default: random.")
+    width: int | None = Field(None, ge=8, le=1024)
+    height: int | None = Field(None, ge=8, le=1024)
+    lr: float | None = Field(None, gt=0, le=10)
+    cutouts: int = Field(16, ge=1, le=64)
+    drawer: Literal["vqgan", "pixel"] = "vqgan"
+    init_id: int | None = Field(None, ge=1, description="Start from this library image.")
+    preview_every: int = Field(5, ge=1, le=1000, description="Preview frame every N steps.")
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+    hint: str | None = None
+
+
+class Job(BaseModel):
+    """A generation job. `state`: running, done, failed or cancelled."""
+
+    id: str
+    state: Literal["running", "done", "failed", "cancelled"]
+    prompts: list[str]
+    step: int
+    steps: int
+    loss: float | None
+    started_at: float
+    finished_at: float | None
+    preview_url: str | None = Field(description="The latest frame (PNG); changes as it runs.")
+    preview_step: int | None
+    cancel_requested: bool
+    result: dict[str, Any] | None = Field(
+        description="When done: `clipsearch generate --json`'s shape plus `search_url`."
+    )
+    error: JobError | None

@@ -16,7 +16,7 @@ import numpy as np
 from sqlalchemy import Engine, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from clipsearch.store.models import Failure, Image, Meta, Root, VectorLog
+from clipsearch.store.models import Failure, Generation, Image, Meta, Root, VectorLog
 
 _CHUNK = 20_000  # ids per IN (...) query; SQLite here allows 250k variables
 
@@ -436,6 +436,19 @@ class Store:
                 conn.execute(insert(VectorLog), [{"image_id": i, "op": "remove"} for i in ids])
             self._set_meta(conn, meta)
         return len(ids)
+
+    def record_generation(self, image_id: int, values: dict) -> None:
+        """Mark an image as generated and store how it was made (replacing earlier facts)."""
+        with self.engine.begin() as conn:
+            conn.execute(update(Image).where(Image.id == image_id).values(source="generated"))
+            conn.execute(delete(Generation).where(Generation.image_id == image_id))
+            conn.execute(insert(Generation).values(image_id=image_id, **values))
+
+    def generation(self, image_id: int) -> dict | None:
+        """How a generated image was made (the `generations` row), or None."""
+        with self.engine.connect() as conn:
+            r = conn.execute(select(Generation).where(Generation.image_id == image_id)).first()
+        return None if r is None else dict(r._mapping)
 
     def ids_without_vectors(self) -> list[ImageRow]:
         with self.engine.connect() as conn:

@@ -28,6 +28,6 @@ class Feature:
 
 
 def all_features() -> list[Feature]:
-    from clipsearch.server.routers import images, search, session, status
+    from clipsearch.server.routers import generate, images, search, session, status
 
-    return [search.FEATURE, images.FEATURE, status.FEATURE, session.FEATURE]
+    return [search.FEATURE, images.FEATURE, status.FEATURE, session.FEATURE, generate.FEATURE]

@@ -1,0 +1,225 @@
+"""Generation as a background job: POST starts it, GET polls it, DELETE cancels it.
+
+One job at a time per server. While it runs, `GET /api/generate/{id}` reports the step, the
+loss and the URL of the latest preview frame; when it is done, the new picture is in the
+library (source `generated`) and the job holds its id and a search link. The request names
+no paths: the VQGAN is the server library's default, an init picture is a library image id.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from io import BytesIO
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request, Response
+
+from clipsearch.errors import ClipsearchError
+from clipsearch.server.context import Ctx
+from clipsearch.server.errors import ApiError
+from clipsearch.server.routers import Feature
+from clipsearch.server.schemas import ErrorResponse, GenerateBody, Job
+
+router = APIRouter(prefix="/api/generate", tags=["generate"])
+JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{12}$", description="A job id.")]
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 409: {"model": ErrorResponse},
+}  # fmt: skip
+
+
+class _Job:
+    """The mutable state of one job (guarded by the manager's lock)."""
+
+    def __init__(self, body: GenerateBody) -> None:
+        self.id = uuid.uuid4().hex[:12]
+        self.body = body
+        self.state = "running"
+        self.step, self.loss, self.preview, self.preview_step = 0, None, None, None
+        self.started_at, self.finished_at = time.time(), None
+        self.cancel = threading.Event()
+        self.result: dict[str, Any] | None = None
+        self.error: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "state": self.state, "prompts": self.body.prompts,
+            "step": self.step, "steps": self.body.steps, "loss": self.loss,
+            "started_at": self.started_at, "finished_at": self.finished_at,
+            "preview_url": (f"/api/generate/{self.id}/preview?step={self.preview_step}"
+                            if self.preview is not None else None),
+            "preview_step": self.preview_step, "cancel_requested": self.cancel.is_set(),
+            "result": self.result, "error": self.error,
+        }  # fmt: skip
+
+
+class Jobs:
+    """The server's generation jobs: at most one running; finished ones are kept (last 20)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.jobs: dict[str, _Job] = {}
+
+    def running(self) -> _Job | None:
+        return next((j for j in self.jobs.values() if j.state == "running"), None)
+
+    def get(self, job_id: str) -> _Job:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise ApiError(404, "not_found", f"no generation job {job_id}")
+        return job
+
+    def start(self, library: Any, body: GenerateBody) -> _Job:
+        req = _request(library, body)
+        with self.lock:
+            busy = self.running()
+            if busy is not None:
+                raise ApiError(
+                    409, "busy", f"a generation is already running (job {busy.id})",
+                    "Wait for it to finish, or cancel it: DELETE /api/generate/" + busy.id,
+                )  # fmt: skip
+            job = _Job(body)
+            self.jobs[job.id] = job
+            for old in list(self.jobs)[:-20]:
+                del self.jobs[old]
+        threading.Thread(target=self._run, args=(library, req, job), daemon=True,
+                         name=f"generate-{job.id}").start()  # fmt: skip
+        return job
+
+    def _run(self, library: Any, req: Any, job: _Job) -> None:
+        from clipsearch.generate.run import GenerationCancelled, generate
+
+        def progress(report: Any) -> None:
+            preview = None
+            if report.image is not None:
+                buf = BytesIO()
+                report.image.save(buf, format="PNG")
+                preview = buf.getvalue()
+            with self.lock:
+                job.step, job.loss = report.step, round(report.loss, 4)
+                if preview is not None:
+                    job.preview, job.preview_step = preview, report.step
+
+        try:
+            result = generate(library, req, progress=progress, should_stop=job.cancel.is_set)
+            out = result.to_dict()
+            first = result.prompts[0][0]
+            out["search_url"] = f"#/search?q={_quote(first)}&source=generated"
+            state, error = "done", None
+        except GenerationCancelled:
+            out, state, error = None, "cancelled", None
+        except ClipsearchError as exc:
+            out, state = None, "failed"
+            error = {"code": "generate_failed", "message": exc.message, "hint": exc.hint}
+        except Exception as exc:  # never a stack trace in a response; the log has it
+            import logging
+
+            logging.getLogger("clipsearch.server").exception("generation job %s failed", job.id)
+            out, state = None, "failed"
+            error = {"code": "internal", "message": f"generation failed: {type(exc).__name__}",
+                     "hint": "Details are in the server's log."}  # fmt: skip
+        with self.lock:
+            job.result, job.state, job.error, job.finished_at = out, state, error, time.time()
+
+
+def _quote(text: str) -> str:
+    from urllib.parse import quote
+
+    return quote(text, safe="")
+
+
+def _request(library: Any, body: GenerateBody) -> Any:
+    """A checked GenerateRequest (bad prompts and sizes answer 400 before any job starts)."""
+    from clipsearch.generate.run import GenerateRequest, check_request
+
+    init = None
+    if body.init_id is not None:
+        row = library.store.get_rows([body.init_id]).get(body.init_id)
+        if row is None:
+            raise ApiError(404, "not_found", f"no image with id {body.init_id}")
+        init = row.path
+    size = None
+    if body.width or body.height:
+        size = (body.width or body.height, body.height or body.width)
+    req = GenerateRequest(
+        prompts=tuple(body.prompts), steps=body.steps, seed=body.seed, size=size, lr=body.lr,
+        cutouts=body.cutouts, drawer=body.drawer, init_image=init, preview=body.preview_every,
+    )  # fmt: skip
+    try:
+        check_request(req)
+        if body.drawer == "vqgan":  # the size must suit the VQGAN: say so now, not later
+            _check_size(library, size)
+    except ClipsearchError as exc:
+        raise ApiError(400, "bad_request", exc.message, exc.hint) from None
+    return req
+
+
+def _check_size(library: Any, size: tuple[int, int] | None) -> None:
+    from clipsearch.errors import GenerateError
+    from clipsearch.generate.run import default_vqgan
+    from clipsearch.generate.vqgan import find_checkpoint, read_config
+
+    factor = read_config(find_checkpoint(default_vqgan(library.model))[1]).factor
+    if size is not None and (size[0] % factor or size[1] % factor):
+        raise GenerateError(
+            f"the VQGAN cannot make {size[0]}x{size[1]} pictures: width and height must be "
+            f"multiples of {factor}"
+        )
+
+
+def _jobs(request: Request) -> Jobs:
+    state = request.app.state
+    if getattr(state, "generate_jobs", None) is None:
+        state.generate_jobs = Jobs()
+    return state.generate_jobs
+
+
+@router.post("", response_model=Job, status_code=202, responses=_ERRORS)
+def start(body: GenerateBody, ctx: Ctx, request: Request) -> dict:
+    """Start generating; answers at once with the job (poll it with GET)."""
+    jobs = _jobs(request)
+    job = jobs.start(ctx.library, body)
+    with jobs.lock:
+        return job.to_dict()
+
+
+@router.get("", response_model=list[Job])
+def list_jobs(request: Request) -> list[dict]:
+    """Recent jobs, newest first (the running one, if any, among them)."""
+    jobs = _jobs(request)
+    with jobs.lock:
+        return [j.to_dict() for j in reversed(jobs.jobs.values())]
+
+
+@router.get("/{job_id}", response_model=Job, responses=_ERRORS)
+def get_job(job_id: JobId, request: Request) -> dict:
+    """The job's progress: step, loss, latest preview; its result when done."""
+    jobs = _jobs(request)
+    with jobs.lock:
+        return jobs.get(job_id).to_dict()
+
+
+@router.get("/{job_id}/preview", response_class=Response, responses=_ERRORS)
+def preview(job_id: JobId, request: Request) -> Response:
+    """The latest frame of the job as a PNG."""
+    jobs = _jobs(request)
+    with jobs.lock:
+        data = jobs.get(job_id).preview
+    if data is None:
+        raise ApiError(404, "not_found", "no preview yet")
+    return Response(data, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+@router.delete("/{job_id}", response_model=Job, responses=_ERRORS)
+def cancel(job_id: JobId, request: Request) -> dict:
+    """Cancel a running job (nothing is saved); a finished job is left as it is."""
+    jobs = _jobs(request)
+    with jobs.lock:
+        job = jobs.get(job_id)
+        if job.state == "running":
+            job.cancel.set()
+        return job.to_dict()
+
+
+FEATURE = Feature("generate", "Generate", router, page="generate")
