@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import re
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,6 +179,7 @@ class VectorIndex:
             inner = faiss.downcast_index(self._index.index)
             n, d = self.ntotal, self.dim
             vectors = faiss.rev_swig_ptr(inner.get_xb(), n * d).reshape(n, d)
+            _huge_pages(vectors)
             self._view = (vectors, faiss.vector_to_array(self._index.id_map).astype(np.int64))
         return self._view
 
@@ -217,6 +219,29 @@ class VectorIndex:
             seq = int(_FILE_RE.match(path.name).group(1))  # type: ignore[union-attr]
             return cls(index, seq=seq)
         return None
+
+
+def _huge_pages(array: np.ndarray) -> None:
+    """Back a large array with transparent huge pages where Linux allows it (best effort).
+
+    NumPy asks for huge pages for its own large arrays; FAISS's storage does not get them, and
+    a scan over it then runs ~20% slower (TLB misses). MADV_COLLAPSE (Linux 6.1+) converts the
+    pages already in place; MADV_HUGEPAGE covers later growth. Errors are ignored.
+    """
+    if array.nbytes < 1 << 22 or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        page = os.sysconf("SC_PAGE_SIZE")
+        start = (array.ctypes.data + page - 1) & ~(page - 1)
+        end = (array.ctypes.data + array.nbytes) & ~(page - 1)
+        for advice in (14, 25):  # MADV_HUGEPAGE, MADV_COLLAPSE
+            libc.madvise(start, end - start, advice)
+    except (OSError, AttributeError, ValueError):
+        pass
 
 
 def index_files(folder: Path) -> list[Path]:

@@ -91,14 +91,25 @@ def timed(fn, queries: np.ndarray) -> tuple[list, list[float]]:
     return out, times
 
 
+def timed_pair(fa, fb, queries: np.ndarray) -> tuple[list, list[float], list, list[float]]:
+    """Time two searches query by query, alternating, so that load from other processes on a
+    shared machine falls on both alike (the ratio stays fair even when seconds do not)."""
+    out_a, t_a, out_b, t_b = [], [], [], []
+    fa(queries[0]), fb(queries[0])  # warm-up
+    for i, q in enumerate(queries):
+        order = ((fa, out_a, t_a), (fb, out_b, t_b))
+        for fn, out, times in order if i % 2 == 0 else order[::-1]:
+            t0 = time.perf_counter()
+            out.append(fn(q))
+            times.append(time.perf_counter() - t0)
+    return out_a, t_a, out_b, t_b
+
+
 def bench_one(kind: str, n: int, args) -> dict:
     data, queries = make_data(kind, n, args.queries, args.dim, args.seed)
     ids = np.arange(n, dtype=np.int64)
     k = 10
     res: dict = {"dataset": kind, "n": n, "dim": args.dim, "k": k}
-
-    np_out, np_times = timed(lambda q: numpy_search(data, q, k), queries)
-    res["numpy"] = percentiles(np_times)
 
     gc.collect()
     before = rss_mb()
@@ -106,7 +117,10 @@ def bench_one(kind: str, n: int, args) -> dict:
     exact = VectorIndex.build(args.dim, ids, data, approximate=False)
     res["exact"] = {"build_s": round(time.perf_counter() - t0, 2),
                     "memory_mb": round(rss_mb() - before, 1)}  # fmt: skip
-    ex_out, ex_times = timed(lambda q: exact.search(q, k)[0], queries)
+    np_out, np_times, ex_out, ex_times = timed_pair(
+        lambda q: numpy_search(data, q, k), lambda q: exact.search(q, k)[0], queries
+    )
+    res["numpy"] = percentiles(np_times)
     res["exact"].update(percentiles(ex_times))
     same = 0
     for (top, scores), hits in zip(np_out, ex_out, strict=True):
