@@ -28,6 +28,9 @@ class Feature:
 
 
 def all_features() -> list[Feature]:
-    from clipsearch.server.routers import images, search, session, status
+    from clipsearch.server.routers import duplicates, images, search, session, status, tags
 
-    return [search.FEATURE, images.FEATURE, status.FEATURE, session.FEATURE]
+    return [
+        search.FEATURE, images.FEATURE, status.FEATURE, session.FEATURE, duplicates.FEATURE,
+        tags.FEATURE,
+    ]  # fmt: skip
