@@ -26,7 +26,7 @@ from clipsearch import fs, phash
 from clipsearch.store import features
 from clipsearch.store.store import ImageRow, Store
 
-DEFAULT_MAX_DISTANCE = 28  # bits of 128; measured in docs/benchmarks-dupes.md
+DEFAULT_MAX_DISTANCE = 24  # bits of 128: precision 0.997 on real photos (docs/dupes.md)
 DEFAULT_THRESHOLD = 0.95  # cosine for "similar"
 _REASON_RANK = {"exact": 0, "near": 1, "similar": 2}
 _QUERY_CHUNK = 8192

@@ -19,7 +19,7 @@ from clipsearch.cli.app import State, cli, console, human_bytes
               help="Cosine similarity for 'similar' images (default 0.95).")  # fmt: skip
 @click.option("--no-similar", is_flag=True, help="Only exact and near copies, no CLIP similarity.")
 @click.option("--max-distance", type=click.IntRange(0, 64), metavar="BITS",
-              help="Hash bits (of 128) that may differ for 'near' (default 28).")  # fmt: skip
+              help="Hash bits (of 128) that may differ for 'near' (default 24).")  # fmt: skip
 @click.option("--move-to", "move_to", metavar="DIR",
               help="Move every non-keeper into DIR (keeping paths relative to the indexed "
               "folder) and write an undo log. Nothing is deleted.")  # fmt: skip

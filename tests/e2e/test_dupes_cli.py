@@ -71,7 +71,7 @@ def test_groups_with_keepers_and_reasons(cli, collection):
     for g in groups:
         for p in g["pairs"]:
             assert 0.75 < p["score"] <= 1.0
-            assert (p["distance"] == 0) if p["reason"] == "exact" else p["distance"] <= 28
+            assert (p["distance"] == 0) if p["reason"] == "exact" else p["distance"] <= 24
 
     table = cli("dupes", "--no-similar").output
     assert "keep" in table and "copy" in table and "a-small.jpg" in table

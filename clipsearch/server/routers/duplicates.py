@@ -37,7 +37,7 @@ def duplicates(
     ctx: Ctx,
     similar: Annotated[bool, Query(description="Include CLIP-similar images.")] = True,
     threshold: Annotated[float, Query(ge=-1, le=1, description="Cosine for similar.")] = 0.95,
-    max_distance: Annotated[int, Query(ge=0, le=64, description="Hash bits for near.")] = 28,
+    max_distance: Annotated[int, Query(ge=0, le=64, description="Hash bits for near.")] = 24,
 ) -> dict:
     """Every duplicate group: exact copies, near copies (perceptual hashes), similar images."""
     report = ctx.library.duplicates(
