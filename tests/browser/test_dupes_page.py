@@ -95,3 +95,22 @@ def test_duplicates_page_on_a_phone(browser, dupes_served, page_errors):
     finally:
         context.close()
     assert page_errors == []
+
+
+def test_search_page_filters_by_tag(page, dupes_served):
+    from clipsearch.store.features import ids_with_tag, tag_counts
+
+    url, lib, _, _ = dupes_served
+    labels = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
+    lib.tag(labels, min_score=1 / len(labels))  # above-uniform labels only (a random model)
+    counts = dict(tag_counts(lib.store))
+    label = min((n, lb) for lb, n in counts.items() if 0 < n < 6)[1]  # a selective tag
+    tagged = sorted(ids_with_tag(lib.store, label).tolist())
+    page.goto(f"{url}/#/search?q=picture&tag={label}")
+    page.wait_for_selector("body[data-ready]")
+    page.wait_for_function("() => /result/.test(document.querySelector('#summary').textContent)")
+    shown = page.eval_on_selector_all("#grid a.tile", "els => els.map(e => +e.dataset.id)")
+    assert sorted(shown) == tagged
+    assert page.input_value("#tag") == label
+    suggestions = page.eval_on_selector_all("#tag-list option", "os => os.map(o => o.value)")
+    assert sorted(suggestions) == sorted(counts)
