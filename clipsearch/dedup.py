@@ -153,22 +153,42 @@ def near_pairs(ids: np.ndarray, hashes: np.ndarray, max_distance: int) -> list[P
     mirror = np.concatenate([phash.to_bytes(hashes[:, 2]), phash.to_bytes(hashes[:, 3])], axis=1)
     index = faiss.IndexBinaryFlat(2 * phash.HASH_BITS)
     index.add(codes)
-    best: dict[tuple[int, int], int] = {}
-    for queries in (codes, mirror):
-        for start in range(0, len(queries), _QUERY_CHUNK):
-            chunk = np.ascontiguousarray(queries[start : start + _QUERY_CHUNK])
-            lims, dist, found = index.range_search(chunk, max_distance + 1)  # radius: < r
-            rows = np.repeat(np.arange(len(chunk)) + start, np.diff(lims).astype(np.int64))
-            for i, j, d in zip(rows.tolist(), found.tolist(), dist.tolist(), strict=True):
-                if i == j:
-                    continue
-                key = (i, j) if i < j else (j, i)
-                if key not in best or d < best[key]:
-                    best[key] = int(d)
+    found = [_range(index, queries, max_distance + 1) for queries in (codes, mirror)]
+    a, b, dist = _best_per_pair(found, len(ids), keep="min")
     total = 2 * phash.HASH_BITS
     return [
-        Pair(int(ids[i]), int(ids[j]), "near", 1.0 - d / total, d) for (i, j), d in best.items()
+        Pair(int(ids[i]), int(ids[j]), "near", 1.0 - d / total, int(d))
+        for i, j, d in zip(a.tolist(), b.tolist(), dist.tolist(), strict=True)
     ]
+
+
+def _range(index, queries: np.ndarray, radius: float) -> tuple[np.ndarray, ...]:
+    """(query row, found row, distance) arrays of a chunked FAISS range search."""
+    rows, cols, dists = [], [], []
+    for start in range(0, len(queries), _QUERY_CHUNK):
+        chunk = np.ascontiguousarray(queries[start : start + _QUERY_CHUNK])
+        lims, dist, found = index.range_search(chunk, radius)
+        rows.append(np.repeat(np.arange(len(chunk)) + start, np.diff(lims).astype(np.int64)))
+        cols.append(found.astype(np.int64))
+        dists.append(dist)
+    return np.concatenate(rows), np.concatenate(cols), np.concatenate(dists)
+
+
+def _best_per_pair(
+    results: list[tuple[np.ndarray, ...]], n: int, keep: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unordered pairs (a < b) from range-search results, each once with its best value."""
+    rows = np.concatenate([r[0] for r in results])
+    cols = np.concatenate([r[1] for r in results])
+    vals = np.concatenate([r[2] for r in results])
+    other = rows != cols
+    a, b, vals = np.minimum(rows, cols)[other], np.maximum(rows, cols)[other], vals[other]
+    order = np.lexsort((vals if keep == "min" else -vals, a * n + b))
+    key = (a * n + b)[order]
+    first = np.ones(len(key), bool)
+    first[1:] = key[1:] != key[:-1]
+    pick = order[first]
+    return a[pick], b[pick], vals[pick]
 
 
 def similar_pairs(ids: np.ndarray, vectors: np.ndarray, threshold: float) -> list[Pair]:
@@ -191,17 +211,11 @@ def similar_pairs(ids: np.ndarray, vectors: np.ndarray, threshold: float) -> lis
         index.train(vectors[rng.choice(n, min(n, 64 * nlist), replace=False)])
         index.nprobe = 16
     index.add(vectors)
-    pairs: dict[tuple[int, int], float] = {}
-    for start in range(0, n, _QUERY_CHUNK):
-        chunk = vectors[start : start + _QUERY_CHUNK]
-        lims, sims, found = index.range_search(chunk, float(threshold))
-        rows = np.repeat(np.arange(len(chunk)) + start, np.diff(lims).astype(np.int64))
-        for i, j, s in zip(rows.tolist(), found.tolist(), sims.tolist(), strict=True):
-            if i < j:
-                pairs[(i, j)] = max(pairs.get((i, j), -1.0), min(1.0, float(s)))
-            elif j < i:
-                pairs[(j, i)] = max(pairs.get((j, i), -1.0), min(1.0, float(s)))
-    return [Pair(int(ids[i]), int(ids[j]), "similar", s) for (i, j), s in pairs.items()]
+    a, b, sims = _best_per_pair([_range(index, vectors, float(threshold))], n, keep="max")
+    return [
+        Pair(int(ids[i]), int(ids[j]), "similar", min(1.0, float(x)))
+        for i, j, x in zip(a.tolist(), b.tolist(), sims.tolist(), strict=True)
+    ]
 
 
 # --- groups -----------------------------------------------------------------------------
