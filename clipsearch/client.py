@@ -262,7 +262,7 @@ def _search(client: Client, query: Any) -> dict:
     body = {
         "terms": terms, "k": query.k, "min_score": query.min_score,
         "filters": {"folders": list(query.within), "source": query.source,
-                    "after": query.after, "before": query.before},
+                    "after": query.after, "before": query.before, "tag": query.tag},
     }  # fmt: skip
     answer = client.request("POST", "/api/search", body=body)
     names = [f.name for f in fields(SearchResult)]

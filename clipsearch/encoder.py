@@ -148,6 +148,13 @@ class Encoder:
         return self._params
 
     @property
+    def logit_scale(self) -> float:
+        """The model's learned temperature (CLIP's `logit_scale.exp()`; 100 for OpenAI's)."""
+        self.load()
+        scale = getattr(self._model, "logit_scale", None)
+        return float(scale.detach().exp()) if scale is not None else 100.0
+
+    @property
     def fingerprint(self) -> str:
         self.load()
         assert self._resolved is not None

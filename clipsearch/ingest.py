@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from clipsearch import fs
+from clipsearch import fs, phash
 from clipsearch.encoder import Encoder
 from clipsearch.errors import UnreadableImage
 from clipsearch.images import (
@@ -41,6 +41,7 @@ from clipsearch.images import (
     read_file,
 )
 from clipsearch.index import VectorIndex
+from clipsearch.store.features import get_hashes
 from clipsearch.store.store import Changes, FailureRow, ImageRow, NewImage, Store
 
 
@@ -123,6 +124,7 @@ class _Prepared:
     pixels: np.ndarray | None = None
     info: ImageInfo | None = None
     matches: list[ImageRow] = field(default_factory=list)  # rows with this content + vector
+    hashes: tuple[int, int, int, int] | None = None  # perceptual hashes (phash.compute)
     error: str | None = None
     vanished: bool = False
 
@@ -144,6 +146,7 @@ def _prepare(job: _Job, params: PreprocessParams, store: Store) -> _Prepared:
     try:
         img, out.info = open_image(data, draft_size=min(params.size))
         out.pixels = prepare(img, params)
+        out.hashes = phash.compute(img).as_tuple()  # from the same decode
     except UnreadableImage as exc:
         out.error = exc.reason
     return out
@@ -188,6 +191,7 @@ class IndexRun:
         self._moved_ids: set[int] = set()
         self._missing: dict[str, ImageRow] = {}
         self._run_vectors: dict[str, np.ndarray] = {}  # hash -> vector embedded in this run
+        self.vector_ids: list[int] = []  # images given a (new) vector by this run, committed
         # Counted into the summary only once committed: an interrupted commit did nothing.
         self._uncommitted = dict.fromkeys(("added", "updated", "moved", "unchanged", "failed"), 0)
         self._uncommitted_failures: list[FailedFile] = []
@@ -367,6 +371,7 @@ class IndexRun:
             source.width or 0, source.height or 0, source.format or "", source.taken_at
         )
         item.info = info
+        item.hashes = get_hashes(self.store, [source.id]).get(source.id)
         self._store_vector(item, vectors[0])
 
     def _store_vector(self, item: _Prepared, vector: np.ndarray) -> None:
@@ -376,6 +381,7 @@ class IndexRun:
             path=st.path, size=st.size, mtime_ns=st.mtime_ns, content_hash=item.hash,
             vector=vector, width=info.width, height=info.height, format=info.format,
             taken_at=info.taken_at, source=job.row.source if job.row else self.source,
+            hashes=item.hashes,
         )  # fmt: skip
         if job.row is None:
             self._changes.inserts.append(new)
@@ -417,6 +423,7 @@ class IndexRun:
                 index.add(np.asarray(add_ids, np.int64), np.stack(add_vecs))
             if last_seq is not None:
                 index.seq = last_seq
+            self.vector_ids.extend(add_ids)
             for name, n in self._uncommitted.items():
                 setattr(self.summary, name, getattr(self.summary, name) + n)
             self.summary.failures.extend(self._uncommitted_failures)

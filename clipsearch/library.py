@@ -40,6 +40,7 @@ from clipsearch.encoder import Encoder
 from clipsearch.errors import LibraryError, ModelMismatch
 from clipsearch.index import VectorIndex, index_files
 from clipsearch.ingest import IndexRun, IndexSummary, ProgressFn
+from clipsearch.library_features import DupesAndTags
 from clipsearch.lock import WriterLock
 from clipsearch.models import ModelSpec
 from clipsearch.search import Query, Searcher, SearchResult, build_terms
@@ -52,7 +53,7 @@ DB_NAME = "clipsearch.db"
 _SAVE_AFTER_REPLAY = 2_000  # log entries a writer replays before it re-saves the index file
 
 
-class Library:
+class Library(DupesAndTags):
     """An open library. Create with :meth:`Library.open`; close (or use `with`)."""
 
     def __init__(self, path: Path, settings: Settings, store: Store) -> None:
@@ -355,6 +356,7 @@ class Library:
         finally:
             if save:
                 self.save_index()
+        self._tag_new(run.vector_ids)
         if remember and not summary.interrupted:
             self.store.touch_roots(roots, indexed=True)
         return summary
@@ -496,10 +498,12 @@ class Library:
         source: str | None = None,
         after: str | None = None,
         before: str | None = None,
+        tag: str | None = None,
     ) -> list[SearchResult]:
         """Search by text, image(s), "more like" ids, with negatives and filters.
 
-        Filters: `within` folders/files, `source` ("photos" or "generated"), and a date
+        Filters: `within` folders/files, `source` ("photos" or "generated"), `tag` (a label
+        `tag()` gave the image), and a date
         range `after` (inclusive) / `before` (exclusive) on the capture time, or the file's
         modification time when the picture has none (e.g. "2024", "2024-06-30").
 
@@ -515,7 +519,7 @@ class Library:
         query = Query(
             tuple(terms), k=k, min_score=min_score,
             within=tuple(fs.normalize_root(w) for w in within), exclude_ids=tuple(likes),
-            source=source, after=after, before=before,
+            source=source, after=after, before=before, tag=tag,
         )  # fmt: skip
         return self.run_query(query)
 
@@ -554,6 +558,7 @@ class Library:
             "created_at": float(meta["created_at"]) if meta.get("created_at") else None,
             "writer": holder or None,
             "daemon": _daemon_status(self.path, holder),
+            "vocabulary": _vocabulary_status(meta),
         }
 
     def failures(self, limit: int | None = None) -> list[dict[str, Any]]:
@@ -595,6 +600,15 @@ def _check_new_library_dir(folder: Path, create: bool) -> None:
             f"{folder} is not a clipsearch library (no {DB_NAME}) and is not empty",
             hint="Choose a new or empty folder for the library (it is not the photo folder).",
         )
+
+
+def _vocabulary_status(meta: dict[str, str]) -> dict[str, Any] | None:
+    raw = meta.get("tag_vocabulary")
+    if not raw:
+        return None
+    v = json.loads(raw)
+    return {"name": v.get("name"), "labels": len(v.get("labels", [])),
+            "min_score": v.get("min_score")}  # fmt: skip
 
 
 def _daemon_status(folder: Path, holder: dict) -> dict[str, Any] | None:

@@ -25,6 +25,7 @@ import numpy as np
 from clipsearch.errors import QueryError, UnreadableImage
 from clipsearch.images import is_image_name, load_for_model
 from clipsearch.index import VectorIndex
+from clipsearch.store.features import ids_with_tag
 from clipsearch.store.store import ImageRow, Store
 
 TermKind = Literal["text", "image", "id"]
@@ -53,6 +54,7 @@ class Query:
     source: str | None = None  # "photos" | "generated"; None = both
     after: str | None = None  # ISO date(time), inclusive: capture time, else file mtime
     before: str | None = None  # ISO date(time), exclusive
+    tag: str | None = None  # only images with this tag (`clipsearch tag`)
 
     def __post_init__(self) -> None:
         if not self.terms:
@@ -69,7 +71,7 @@ class Query:
     @property
     def filtered(self) -> bool:
         return bool(self.within) or any(
-            v is not None for v in (self.source, self.after, self.before)
+            v is not None for v in (self.source, self.after, self.before, self.tag)
         )
 
 
@@ -234,6 +236,8 @@ class Searcher:
             allowed = self.store.filter_ids(
                 roots=query.within, source=query.source, after=query.after, before=query.before
             )
+            if query.tag is not None:
+                allowed = np.intersect1d(allowed, ids_with_tag(self.store, query.tag))
             if len(allowed) == 0:
                 return []
         excluded = set(query.exclude_ids)

@@ -32,6 +32,7 @@ from clipsearch.cli.app import (
               help="Only images inside PATH (a folder or file; repeatable).")  # fmt: skip
 @click.option("--source", type=click.Choice(["photos", "generated"]),
               help="Only photos, or only generated images.")  # fmt: skip
+@click.option("--tag", metavar="LABEL", help="Only images tagged LABEL (see `clipsearch tag`).")
 @click.option("--after", metavar="DATE", help="Taken on/after DATE (2024, 2024-06, 2024-06-30).")
 @click.option("--before", metavar="DATE", help="Taken before DATE.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
@@ -42,8 +43,8 @@ from clipsearch.cli.app import (
 def search(
     state: State, query: tuple[str, ...], images: tuple[str, ...], negatives: tuple[str, ...],
     negative_images: tuple[str, ...], likes: tuple[int, ...], top: int,
-    min_score: float | None, within: tuple[str, ...], source: str | None, after: str | None,
-    before: str | None, as_json: bool, as_paths: bool, no_server: bool,
+    min_score: float | None, within: tuple[str, ...], source: str | None, tag: str | None,
+    after: str | None, before: str | None, as_json: bool, as_paths: bool, no_server: bool,
 ) -> None:  # fmt: skip
     """Search by text, image, or a weighted mix.
 
@@ -61,7 +62,7 @@ def search(
     args: dict[str, Any] = dict(
         image=list(images), negative=list(negatives), negative_image=list(negative_images),
         like=list(likes), k=top, min_score=min_score, within=list(within), source=source,
-        after=after, before=before,
+        after=after, before=before, tag=tag,
     )  # fmt: skip
     answer = None if no_server else _search_with_server(state, " ".join(query), args)
     if answer is not None:
@@ -105,7 +106,7 @@ def _search_with_server(state: State, text: str, args: dict[str, Any]) -> Any:
     query = Query(
         tuple(terms), k=args["k"], min_score=args["min_score"],
         within=tuple(fs.normalize_root(w) for w in args["within"]), exclude_ids=tuple(likes),
-        source=args["source"], after=args["after"], before=args["before"],
+        source=args["source"], after=args["after"], before=args["before"], tag=args["tag"],
     )  # fmt: skip
     return client.search(library, query, model=state.requested_model)
 

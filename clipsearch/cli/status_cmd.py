@@ -57,6 +57,10 @@ def _print_status(info: dict[str, Any]) -> None:
         when = root["last_indexed_at"]
         stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(when)) if when else "never"
         rows.append(("folder", f"{root['path']} (indexed {stamp})"))
+    vocab = info.get("vocabulary")
+    if vocab:
+        rows.append(("tags", f"{vocab['name']} ({vocab['labels']} labels, min score "
+                     f"{vocab['min_score']})"))  # fmt: skip
     if info.get("writer"):
         rows.append(("writer", f"pid {info['writer'].get('pid')}: {info['writer'].get('command')}"))
     if info.get("daemon"):

@@ -76,6 +76,9 @@ class Filters(_Request):
         "the capture time, else the file's modification time.",
     )  # fmt: skip
     before: str | None = Field(None, max_length=40, description="Taken before this date.")
+    tag: str | None = Field(
+        None, max_length=200, description="Only images with this tag (`clipsearch tag`)."
+    )
 
 
 class SearchRequest(_Request):
@@ -271,3 +274,113 @@ class Job(BaseModel):
         description="When done: `clipsearch generate --json`'s shape plus `search_url`."
     )
     error: JobError | None
+
+
+# --- duplicates and tags ---------------------------------------------------------------------
+
+
+class DupeMember(ImageSummary):
+    format: str | None
+
+
+class DupePair(BaseModel):
+    a: int
+    b: int
+    reason: Literal["exact", "near", "similar"] = Field(
+        description="`exact`: same bytes; `near`: perceptual hashes; `similar`: CLIP cosine."
+    )
+    score: float = Field(description="1 = identical; near: 1 - bits/128; similar: the cosine.")
+    distance: int | None = Field(description="Differing perceptual-hash bits (near only).")
+
+
+class DupeGroup(BaseModel):
+    keeper: DupeMember = Field(description="Most pixels, then largest file, then oldest.")
+    others: list[DupeMember]
+    reasons: list[str]
+    pairs: list[DupePair]
+
+
+class DupesResponse(BaseModel):
+    """Duplicate groups: the same shape as `clipsearch dupes --json`, plus image links."""
+
+    groups: list[DupeGroup]
+    images: int
+    duplicates: int = Field(description="Images that are not their group's keeper.")
+    pairs: dict[str, int] = Field(description="Pairs found per reason.")
+    hashed: int = Field(description="Older images whose perceptual hashes were computed now.")
+    seconds: float
+    max_distance: int
+    threshold: float | None
+
+
+class MoveRequest(_Request):
+    """Images to move into the library's quarantine folder (`LIBRARY/quarantine/STAMP/`)."""
+
+    ids: list[int] = Field(..., min_length=1, max_length=10_000)
+
+
+class SkippedFile(BaseModel):
+    path: str
+    reason: str
+
+
+class MoveResponse(BaseModel):
+    moved: list[dict] = Field(description='`{"id", "from", "to"}` per file moved.')
+    skipped: list[SkippedFile]
+    undo: str | None = Field(description="Pass to `POST /api/duplicates/undo` to restore them.")
+
+
+class UndoRequest(_Request):
+    undo: str = Field(..., min_length=1, max_length=64, pattern=r"^[0-9]{8}-[0-9]{6}$")
+
+
+class TagCount(BaseModel):
+    label: str
+    images: int
+
+
+class TagsResponse(BaseModel):
+    vocabulary: dict | None = Field(description="{name, labels, min_score}, or null.")
+    tags: list[TagCount]
+
+
+class TagRequest(_Request):
+    """Tag the whole library: a built-in vocabulary or explicit labels (never a file path)."""
+
+    vocabulary: Literal["coco", "imagenet"] | None = None
+    labels: list[str] | None = Field(None, min_length=1, max_length=5000)
+    min_score: float = Field(0.1, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _one(self) -> TagRequest:
+        if (self.vocabulary is None) == (self.labels is None):
+            raise ValueError("give exactly one of vocabulary or labels")
+        return self
+
+
+class ClassifyRequest(_Request):
+    labels: list[str] = Field(..., min_length=1, max_length=1000)
+    ids: list[int] = Field(
+        default_factory=list, max_length=10_000,
+        description="Only these images (default: all, up to `limit`).",
+    )  # fmt: skip
+    top: int = Field(3, ge=1, le=20)
+    limit: int = Field(500, ge=1, le=10_000)
+
+
+class LabelScore(BaseModel):
+    label: str
+    probability: float
+
+
+class Classified(BaseModel):
+    id: int
+    path: str
+    label: str
+    probability: float
+    top: list[LabelScore]
+
+
+class ClassifyResponse(BaseModel):
+    results: list[Classified]
+    count: int

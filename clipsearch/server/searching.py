@@ -202,4 +202,5 @@ def _core_query(req: schemas.SearchRequest, api_terms: list[schemas.Term]) -> Qu
         within=tuple(fs.normalize_root(p) for p in f.folders if p.strip()),
         exclude_ids=tuple(t.like for t in api_terms if t.like is not None and t.weight > 0),
         source=f.source, after=f.after or None, before=f.before or None,
+        tag=(f.tag or "").strip() or None,
     )  # fmt: skip

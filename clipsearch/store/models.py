@@ -47,6 +47,11 @@ class Image(Base):
     taken_at: Mapped[str | None] = mapped_column(String(32))
     source: Mapped[str] = mapped_column(String(16), nullable=False, server_default="photos")
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Perceptual hashes (clipsearch.phash), signed 64-bit; NULL until computed.
+    phash: Mapped[int | None] = mapped_column(Integer)
+    dhash: Mapped[int | None] = mapped_column(Integer)
+    phash_mirror: Mapped[int | None] = mapped_column(Integer)
+    dhash_mirror: Mapped[int | None] = mapped_column(Integer)
     added_at: Mapped[float] = mapped_column(Float, nullable=False)
     updated_at: Mapped[float] = mapped_column(Float, nullable=False)
 

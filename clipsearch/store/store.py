@@ -63,6 +63,7 @@ class NewImage:
     format: str | None = None
     taken_at: str | None = None
     source: str = "photos"
+    hashes: tuple[int, int, int, int] | None = None  # phash, dhash and their mirrors
 
 
 @dataclass
@@ -470,7 +471,11 @@ def _values(img: NewImage) -> dict:
         "taken_at": img.taken_at,
         "source": img.source,
         "embedding": _blob(img.vector),
+        **dict(zip(_HASH_COLUMNS, img.hashes or (None,) * 4, strict=True)),
     }
+
+
+_HASH_COLUMNS = ("phash", "dhash", "phash_mirror", "dhash_mirror")
 
 
 def _stack(ids: list[int], blobs: list[bytes], dim: int) -> tuple[np.ndarray, np.ndarray]:

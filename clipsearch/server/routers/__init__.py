@@ -28,6 +28,17 @@ class Feature:
 
 
 def all_features() -> list[Feature]:
-    from clipsearch.server.routers import generate, images, search, session, status
+    from clipsearch.server.routers import (
+        duplicates,
+        generate,
+        images,
+        search,
+        session,
+        status,
+        tags,
+    )
 
-    return [search.FEATURE, images.FEATURE, status.FEATURE, session.FEATURE, generate.FEATURE]
+    return [
+        search.FEATURE, images.FEATURE, status.FEATURE, session.FEATURE, duplicates.FEATURE,
+        tags.FEATURE, generate.FEATURE,
+    ]  # fmt: skip

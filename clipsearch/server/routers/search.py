@@ -38,6 +38,7 @@ def search_get(
     source: Annotated[str | None, Query(pattern="^(photos|generated)$")] = None,
     after: Annotated[str | None, Query(max_length=40)] = None,
     before: Annotated[str | None, Query(max_length=40)] = None,
+    tag: Annotated[str | None, Query(max_length=200, description="Only images tagged so.")] = None,
 ) -> dict:
     """Search with query parameters: handy for links and `curl`."""
     terms = [schemas.Term(like=i) for i in like or []]
@@ -45,7 +46,9 @@ def search_get(
     if not terms and not q.strip():
         raise ApiError(400, "bad_query", "empty query: give q or like")
     try:
-        filters = schemas.Filters(folders=folder or [], source=source, after=after, before=before)
+        filters = schemas.Filters(
+            folders=folder or [], source=source, after=after, before=before, tag=tag
+        )
         req = schemas.SearchRequest(q=q, terms=terms, k=k, min_score=min_score, filters=filters)
     except ValidationError as exc:
         raise ApiError(422, "invalid", _first_error(exc)) from None

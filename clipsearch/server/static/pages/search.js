@@ -11,7 +11,7 @@ import { openViewer, viewerOpen } from "../viewer.js";
 export const title = "Search";
 
 const K_CHOICES = [30, 60, 120, 240];
-const FILTERS = ["folder", "source", "after", "before", "min"];
+const FILTERS = ["folder", "source", "tag", "after", "before", "min"];
 let s = null; // page state
 let ui = null; // elements
 let ctx = null;
@@ -19,7 +19,7 @@ let cleanup = [];
 
 function fresh() {
   return {
-    q: "", not: "", likes: [], uploads: [], folder: "", source: "", after: "", before: "",
+    q: "", not: "", likes: [], uploads: [], folder: "", source: "", tag: "", after: "", before: "",
     min: "", k: 60, results: [], active: 0, seq: 0, ctrl: null, timer: null,
   };
 }
@@ -69,6 +69,8 @@ function build(root) {
     not: h("input", { id: "not", type: "text", autocomplete: "off", placeholder: "e.g. people" }),
     folder: h("input", { id: "folder", type: "text", list: "roots", autocomplete: "off", placeholder: "/path/to/folder" }),
     roots: h("datalist", { id: "roots" }),
+    tag: h("input", { id: "tag", type: "text", list: "tag-list", autocomplete: "off", placeholder: "e.g. dog" }),
+    tagList: h("datalist", { id: "tag-list" }),
     source: h("select", { id: "source" }, h("option", { value: "" }, "All"), h("option", { value: "photos" }, "Photos"), h("option", { value: "generated" }, "Generated")),
     after: h("input", { id: "after", type: "date" }),
     before: h("input", { id: "before", type: "date" }),
@@ -84,6 +86,7 @@ function build(root) {
     "fieldset", { id: "filters", class: "filters", hidden: true },
     h("legend", { class: "visually-hidden" }, "Filters"),
     field("Not like", ui.not), field("In folder", ui.folder), ui.roots, field("Source", ui.source),
+    field("Tag", ui.tag), ui.tagList,
     field("From", ui.after), field("Before", ui.before), field("Min score", ui.min),
     field("Results", ui.k), h("div", { class: "field end" }, ui.clear),
   );
@@ -117,7 +120,7 @@ function wire() {
     s.not = ui.not.value;
     later();
   });
-  for (const name of ["folder", "min"]) {
+  for (const name of ["folder", "tag", "min"]) {
     ui[name].addEventListener("input", () => {
       s[name] = ui[name].value.trim();
       later();
@@ -218,7 +221,7 @@ function request() {
   for (const u of s.uploads) terms.push({ upload: u.id, weight: u.weight });
   const body = {
     terms, k: s.k,
-    filters: { folders: s.folder ? [s.folder] : [], source: s.source || null, after: s.after || null, before: s.before || null },
+    filters: { folders: s.folder ? [s.folder] : [], source: s.source || null, tag: s.tag || null, after: s.after || null, before: s.before || null },
   };
   if (s.q.trim()) body.q = s.q.trim();
   const min = parseFloat(s.min);
@@ -441,6 +444,15 @@ async function loadRoots() {
   }
 }
 
+async function loadTags() {
+  try {
+    const t = await api("/api/tags");
+    ui.tagList.replaceChildren(...t.tags.map((x) => h("option", { value: x.label }, `${x.images}`)));
+  } catch {
+    /* suggestions only */
+  }
+}
+
 // --- page lifecycle -------------------------------------------------------------------------
 
 export async function mount(root, context) {
@@ -450,6 +462,7 @@ export async function mount(root, context) {
   fromParams(context.params);
   sync();
   loadRoots();
+  loadTags();
   if (hasQuery()) await search();
   else welcome();
   ui.q.focus();

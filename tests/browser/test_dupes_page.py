@@ -1,0 +1,116 @@
+"""Review duplicates in a real browser: groups side by side, choose a keeper, quarantine, undo."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from PIL import Image
+
+from clipsearch import Library
+from clipsearch.server import BackgroundServer, ServerSettings
+from tests.e2e.test_dupes_cli import photo_like
+
+
+@pytest.fixture
+def dupes_served(tmp_path, tiny_model):
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    a = photo_like(1)
+    a.save(photos / "a.jpg", quality=95)
+    a.resize((160, 120), Image.LANCZOS).save(photos / "sub" / "a-small.jpg")
+    a.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(photos / "a-flip.jpg", quality=60)
+    b = photo_like(2)
+    b.save(photos / "b.jpg", quality=95)
+    b.save(photos / "b-q30.jpg", quality=30)
+    photo_like(3).save(photos / "c.jpg")
+    lib = Library.open(tmp_path / "library", model=tiny_model)
+    lib.index([photos])
+    with BackgroundServer(lib, ServerSettings(port=0)) as srv:
+        ids = {
+            os.path.relpath(r.path, photos): r.id
+            for r in lib.store.rows_under([str(photos)]).values()
+        }
+        yield srv.url, lib, photos, ids
+    lib.close()
+
+
+def test_review_duplicates(page, dupes_served):
+    url, lib, photos, ids = dupes_served
+    page.goto(f"{url}/#/duplicates")
+    page.wait_for_selector("body[data-ready]")
+    page.uncheck("#similar")
+    page.wait_for_function(
+        "() => /2 groups/.test(document.querySelector('#dupes-summary').textContent)"
+    )
+    groups = page.locator(".dupe-group")
+    assert groups.count() == 2
+    first = groups.filter(has=page.locator(f"figure[data-id='{ids['a.jpg']}']"))
+    # Side by side: the three pictures of the group share one row.
+    boxes = [first.locator("figure").nth(i).bounding_box() for i in range(3)]
+    assert len({round(b["y"]) for b in boxes}) == 1
+    assert first.locator("figure.keep").get_attribute("data-id") == str(ids["a.jpg"])
+    assert "near" in first.inner_text() and "320×240" in first.inner_text()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.dupe img')]"
+        ".every((i) => i.complete && i.naturalWidth > 0)"
+    )
+
+    # Keep the small copy instead (by keyboard: the radio is a native control).
+    radio = first.locator(f"figure[data-id='{ids['sub/a-small.jpg']}'] input[type=radio]")
+    radio.focus()
+    page.keyboard.press("Space")
+    assert first.locator("figure.keep").get_attribute("data-id") == str(ids["sub/a-small.jpg"])
+    first.locator("button.move-group").click()
+    page.wait_for_function(
+        "() => /Moved 2 files/.test(document.querySelector('#dupes-done').textContent)"
+    )
+    page.wait_for_function("() => document.querySelectorAll('.dupe-group').length === 1")
+
+    # The library followed: the copies are in the quarantine folder, the chosen keeper stayed.
+    assert (photos / "sub" / "a-small.jpg").is_file()
+    assert not (photos / "a.jpg").exists() and not (photos / "a-flip.jpg").exists()
+    moved = lib.store.get_rows([ids["a.jpg"], ids["a-flip.jpg"]])
+    assert all("/quarantine/" in r.path and os.path.isfile(r.path) for r in moved.values())
+
+    page.click("#undo-move")
+    page.wait_for_function(
+        "() => /Restored 2 files/.test(document.querySelector('#dupes-done').textContent)"
+    )
+    page.wait_for_function("() => document.querySelectorAll('.dupe-group').length === 2")
+    assert (photos / "a.jpg").is_file() and (photos / "a-flip.jpg").is_file()
+    assert lib.store.get_rows([ids["a.jpg"]])[ids["a.jpg"]].path == str(photos / "a.jpg")
+
+
+def test_duplicates_page_on_a_phone(browser, dupes_served, page_errors):
+    from tests.browser.conftest import new_page
+
+    url, _, _, _ = dupes_served
+    context, page = new_page(browser, page_errors, viewport={"width": 390, "height": 800})
+    try:
+        page.goto(f"{url}/#/duplicates")
+        page.wait_for_selector(".dupe-group")
+        width = page.evaluate("() => document.documentElement.scrollWidth")
+        assert width <= 390  # no sideways scrolling
+    finally:
+        context.close()
+    assert page_errors == []
+
+
+def test_search_page_filters_by_tag(page, dupes_served):
+    from clipsearch.store.features import ids_with_tag, tag_counts
+
+    url, lib, _, _ = dupes_served
+    labels = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
+    lib.tag(labels, min_score=1 / len(labels))  # above-uniform labels only (a random model)
+    counts = dict(tag_counts(lib.store))
+    label = min((n, lb) for lb, n in counts.items() if 0 < n < 6)[1]  # a selective tag
+    tagged = sorted(ids_with_tag(lib.store, label).tolist())
+    page.goto(f"{url}/#/search?q=picture&tag={label}")
+    page.wait_for_selector("body[data-ready]")
+    page.wait_for_function("() => /result/.test(document.querySelector('#summary').textContent)")
+    shown = page.eval_on_selector_all("#grid a.tile", "els => els.map(e => +e.dataset.id)")
+    assert sorted(shown) == tagged
+    assert page.input_value("#tag") == label
+    suggestions = page.eval_on_selector_all("#tag-list option", "os => os.map(o => o.value)")
+    assert sorted(suggestions) == sorted(counts)
