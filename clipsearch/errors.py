@@ -50,6 +50,18 @@ class QueryError(ClipsearchError):
     exit_code = 2
 
 
+class TagError(ClipsearchError):
+    """Labels or a vocabulary that cannot be used."""
+
+    exit_code = 2
+
+
+class QuarantineError(ClipsearchError):
+    """A quarantine folder or undo log that cannot be used."""
+
+    exit_code = 2
+
+
 class UnreadableImage(ClipsearchError):
     """An image file cannot be read or decoded; `reason` is short and user-facing."""
 

@@ -26,34 +26,38 @@ import contextlib
 import json
 import logging
 import os
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from clipsearch import fs
 from clipsearch.config import DEFAULT_MODEL, Settings
-from clipsearch.encoder import Encoder
-from clipsearch.errors import LibraryError, ModelMismatch
-from clipsearch.index import VectorIndex, index_files
-from clipsearch.ingest import IndexRun, IndexSummary, ProgressFn
-from clipsearch.library_features import DupesAndTags
-from clipsearch.lock import WriterLock
-from clipsearch.models import ModelSpec
-from clipsearch.search import Query, Searcher, SearchResult, build_terms
+from clipsearch.dupes.find import DEFAULT_MAX_DISTANCE, DEFAULT_THRESHOLD
+from clipsearch.errors import ClipsearchError, LibraryError, LibraryLocked, ModelMismatch
+from clipsearch.ingest.run import IngestRun, IngestSummary, ProgressFn
+from clipsearch.media import fs
+from clipsearch.model.encoder import Encoder
+from clipsearch.model.specs import ModelSpec
+from clipsearch.query.build import build_query
+from clipsearch.query.parse import Query
+from clipsearch.query.search import Searcher, SearchResult
 from clipsearch.store import Store, open_database
 from clipsearch.store.db import migrate, schema_state
+from clipsearch.store.lock import WriterLock
+from clipsearch.store.vector_cache import VectorCache
+from clipsearch.tags.classify import DEFAULT_MIN_SCORE, Labeller
+
+if TYPE_CHECKING:
+    from clipsearch.dupes.find import DupesReport
+    from clipsearch.dupes.quarantine import MoveReport
+    from clipsearch.tags.classify import Classification
 
 log = logging.getLogger(__name__)
 
 DB_NAME = "clipsearch.db"
-_SAVE_AFTER_REPLAY = 2_000  # log entries a writer replays before it re-saves the index file
 
 
-class Library(DupesAndTags):
+class Library:
     """An open library. Create with :meth:`Library.open`; close (or use `with`)."""
 
     def __init__(self, path: Path, settings: Settings, store: Store) -> None:
@@ -62,10 +66,7 @@ class Library(DupesAndTags):
         self.store = store
         self._lock = WriterLock(path)
         self._encoder: Encoder | None = None
-        self._index: VectorIndex | None = None
-        # Catching the index up mutates it: searches in other threads wait for that.
-        self._index_lock = threading.RLock()
-        self._saved_seq = -1  # the log position of the index file on disk, as far as we know
+        self.vectors = VectorCache(path, store, self._lock)  # the FAISS index, kept in step
 
     # --- opening ------------------------------------------------------------------------
     @classmethod
@@ -112,7 +113,7 @@ class Library(DupesAndTags):
         current, head = schema_state(self.store.engine)
         if current == head:
             return
-        with self._writing("upgrading the library"):
+        with self._lock.holding("upgrading the library"):
             migrate(self.store.engine)
             if is_new or self.store.get_meta("model") is None:
                 self.store.set_meta(
@@ -130,8 +131,8 @@ class Library(DupesAndTags):
         if wanted == current:
             return
         if self.store.vector_count() == 0:  # nothing to mix yet: just switch
-            with self._writing("setting the library's model"):
-                self.store.clear_vectors({"model": wanted, "model_fingerprint": "", "dim": ""})
+            with self._lock.holding("setting the library's model"):
+                self.vectors.reset({"model": wanted, "model_fingerprint": "", "dim": ""})
             return
         n = self.store.counts()["images"]
         raise ModelMismatch(
@@ -181,139 +182,7 @@ class Library(DupesAndTags):
 
     @property
     def dim(self) -> int | None:
-        raw = self.store.get_meta("dim")
-        return int(raw) if raw else None
-
-    @property
-    def vector_index(self) -> VectorIndex:
-        """The FAISS index, loaded, caught up with the store (and repaired if needed)."""
-        if self.dim is None:
-            return VectorIndex.empty(1)  # no vectors yet: an empty stand-in, not cached
-        with self._index_lock:
-            if self._index is not None:
-                try:
-                    self._catch_up(self._index)
-                    return self._index
-                except _Stale:
-                    self._index = None
-            self._index = self._sync_index()
-            return self._index
-
-    @contextlib.contextmanager
-    def searching(self) -> Iterator[VectorIndex]:
-        """The caught-up index, held steady (no updates from this process) while in use."""
-        with self._index_lock:
-            yield self.vector_index
-
-    # --- the index cache ----------------------------------------------------------------
-    def _sync_index(self) -> VectorIndex:
-        dim = self.dim
-        assert dim is not None
-        for _ in range(3):
-            index = VectorIndex.load_latest(self.path)
-            if index is None or index.dim != dim:
-                break
-            self._saved_seq = index.seq
-            try:
-                self._catch_up(index)
-                if index.ntotal != self.store.vector_count():
-                    self._catch_up(index)  # a writer may have committed meanwhile
-            except _Stale:
-                continue  # a writer saved a newer file and pruned the log: load that one
-            if index.ntotal == self.store.vector_count():
-                return index
-            log.warning(
-                "index file disagrees with the database (%d vs %d vectors); rebuilding",
-                index.ntotal, self.store.vector_count(),
-            )  # fmt: skip
-            break
-        return self._rebuild(dim)
-
-    def _rebuild(self, dim: int) -> VectorIndex:
-        while True:
-            seq = self.store.max_seq()
-            parts = list(self.store.iter_vectors(dim))
-            ids = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, np.int64)
-            vecs = (
-                np.concatenate([p[1] for p in parts]) if parts else np.empty((0, dim), np.float32)
-            )
-            index = VectorIndex.build(dim, ids, vecs)
-            index.seq = seq
-            try:
-                self._catch_up(index)  # entries committed while we read replay idempotently
-            except _Stale:
-                continue
-            self._maybe_save(index, force=True)
-            return index
-
-    def _catch_up(self, index: VectorIndex) -> None:
-        """Replay vector-log entries newer than the index (idempotent)."""
-        pruned = int(self.store.get_meta("log_pruned_upto", "0") or 0)
-        if index.seq < pruned:  # entries it needs were pruned after a newer file was saved
-            raise _Stale()
-        entries = self.store.log_since(index.seq)
-        if not entries:
-            return
-        final: dict[int, str] = {}
-        for _, image_id, op in entries:
-            final[image_id] = op
-        index.remove(list(final))
-        ids, vecs = self.store.get_vectors([i for i, op in final.items() if op == "add"], index.dim)
-        index.add(ids, vecs)
-        index.seq = entries[-1][0]
-        self._maybe_save(index, replayed=len(entries))
-
-    def _maybe_save(self, index: VectorIndex, *, force: bool = False, replayed: int = 0) -> None:
-        """Writers persist the index (and prune the log); readers never write."""
-        if not self._lock.held:
-            if not force:
-                return
-            try:  # a reader that had to rebuild saves if nobody is writing
-                self._lock.acquire("clipsearch (saving the index)")
-            except LibraryError:
-                return
-            try:
-                self._save(index)
-            finally:
-                self._lock.release()
-            return
-        if force or replayed >= _SAVE_AFTER_REPLAY:
-            self._save(index)
-
-    def _save(self, index: VectorIndex) -> None:
-        if self.dim is None:
-            return
-        for stale in self.path.glob(".vectors-*.tmp"):  # left by a writer killed mid-save
-            stale.unlink(missing_ok=True)
-        index.save(self.path, index.seq)
-        self._saved_seq = index.seq
-        self.store.prune_log(index.seq)
-
-    def save_index(self) -> None:
-        """Write the index file if this process's index holds entries the file lacks.
-
-        A writer's checkpoint: afterwards readers replay nothing. Takes the writer lock if
-        this process does not hold it. The index is caught up first, so the file never
-        claims log entries it does not contain; an index this process never loaded was not
-        changed by it and is left alone.
-        """
-        if self._index is None or self.dim is None:
-            return
-        with self._writing("clipsearch (saving the index)"), self._index_lock:
-            index = self.vector_index  # catch up: with the writer lock nobody else writes
-            if index.seq > self._saved_seq:
-                self._save(index)
-
-    @contextlib.contextmanager
-    def _writing(self, purpose: str) -> Iterator[None]:
-        took = not self._lock.held
-        if took:
-            self._lock.acquire(purpose)
-        try:
-            yield
-        finally:
-            if took:
-                self._lock.release()
+        return self.store.dim()
 
     # --- operations ---------------------------------------------------------------------
     def index(
@@ -322,7 +191,7 @@ class Library(DupesAndTags):
         *,
         progress: ProgressFn | None = None,
         source: str = "photos",
-    ) -> IndexSummary:
+    ) -> IngestSummary:
         """Index images under `paths` incrementally; returns what changed.
 
         New files are embedded, changed ones re-embedded, moved/renamed ones keep their
@@ -330,10 +199,10 @@ class Library(DupesAndTags):
         with their reason and skipped. Ctrl-C keeps everything committed so far.
         """
         roots = fs.check_roots(paths)
-        with self._writing("clipsearch index"):
-            return self._run_index(roots, progress=progress, source=source)
+        with self._lock.holding("clipsearch index"):
+            return self._ingest(roots, progress=progress, source=source)
 
-    def _run_index(
+    def _ingest(
         self,
         roots: list[str],
         *,
@@ -342,20 +211,25 @@ class Library(DupesAndTags):
         remember: bool = True,
         save: bool = True,
         defer_failure: Callable[[str, str], bool] | None = None,
-    ) -> IndexSummary:
+    ) -> IngestSummary:
         if remember:
             self.store.touch_roots(roots, indexed=False)
-        run = IndexRun(
-            self.store, self._writer_index, self._loaded_encoder, exclude=[str(self.path)],
-            workers=self.settings.workers, batch_size=self.settings.batch_size,
-            progress=progress, source=source, index_lock=self._index_lock,
+        run = IngestRun(
+            self.store,
+            self.vectors,
+            self._loaded_encoder,
+            exclude=[str(self.path)],
+            workers=self.settings.workers,
+            batch_size=self.settings.batch_size,
+            progress=progress,
+            source=source,
             defer_failure=defer_failure,
-        )  # fmt: skip
+        )
         try:
             summary = run.run(roots)
         finally:
             if save:
-                self.save_index()
+                self.vectors.save()
         self._tag_new(run.vector_ids)
         if remember and not summary.interrupted:
             self.store.touch_roots(roots, indexed=True)
@@ -364,15 +238,19 @@ class Library(DupesAndTags):
     # --- keeping up with a watched folder (the watch daemon) ------------------------------
     def writer(self, purpose: str) -> contextlib.AbstractContextManager[None]:
         """Hold the writer lock for a long job (the watch daemon); raises LibraryLocked."""
-        return self._writing(purpose)
+        return self._lock.holding(purpose)
+
+    def check_writable(self) -> None:
+        """Raise LibraryLocked now if another process writes (for work that writes at its end)."""
+        self._lock.ensure_free()
 
     def warm_up(self) -> None:
         """Load the model and the index now (so the first file a writer sees is fast)."""
-        with self._writing("clipsearch (loading)"):
-            self._writer_index()
-            for tmp in self.path.glob(".vectors-*.tmp"):  # left by a writer that was killed
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
+        with self._lock.holding("clipsearch (loading)"):
+            if self.dim is None:
+                self._loaded_encoder()  # records the vector size (the writer lock is held)
+            self.vectors.index()
+            self.vectors.discard_temp_files()
 
     def sync_paths(
         self,
@@ -381,17 +259,17 @@ class Library(DupesAndTags):
         remember: bool = False,
         save: bool = False,
         defer_failure: Callable[[str, str], bool] | None = None,
-    ) -> IndexSummary:
+    ) -> IngestSummary:
         """Bring exactly these files or folders in line with the disk (the watch daemon's step).
 
         Like :meth:`index`, but paths that no longer exist are not an error: their images
         leave the library. By default the paths are not remembered as indexed folders and the
-        index file is not rewritten (readers replay the change log; see :meth:`save_index`).
+        index file is not rewritten (readers replay the change log; see :meth:`VectorCache.save`).
         `defer_failure(path, reason)` returning True leaves a failure unrecorded.
         """
         roots = [os.path.abspath(p) for p in paths]
-        with self._writing("clipsearch (syncing files)"):
-            return self._run_index(
+        with self._lock.holding("clipsearch (syncing files)"):
+            return self._ingest(
                 roots, progress=None, source="photos", remember=remember, save=save,
                 defer_failure=defer_failure,
             )  # fmt: skip
@@ -402,70 +280,50 @@ class Library(DupesAndTags):
         An image recorded at a destination path is replaced. Returns the images moved.
         """
         src, dst = os.path.abspath(src), os.path.abspath(dst)
-        with self._writing("clipsearch (recording a move)"), self._index_lock:
-            index = self.vector_index if self.dim is not None else None  # before the commit
-            moved, removed, last_seq = self.store.move_paths(src, dst)
-            if index is not None and removed:
-                index.remove(removed)
-            if index is not None and last_seq is not None:
-                index.seq = last_seq
-        return moved
-
-    def unsaved_changes(self) -> int:
-        """Vector changes committed since the index file was last written."""
-        pruned = int(self.store.get_meta("log_pruned_upto", "0") or 0)
-        return max(0, self.store.max_seq() - max(pruned, self._saved_seq))
+        with self._lock.holding("clipsearch (recording a move)"):
+            return self.vectors.move(src, dst)
 
     def watched_roots(self) -> list[str]:
         """The folders `clipsearch watch` was last asked to watch."""
         return json.loads(self.store.get_meta("watched_roots", "[]") or "[]")
 
     def set_watched_roots(self, roots: Sequence[str]) -> None:
-        with self._writing("clipsearch (remembering watched folders)"):
+        with self._lock.holding("clipsearch (remembering watched folders)"):
             self.store.set_meta({"watched_roots": json.dumps(list(roots))})
 
-    def _writer_index(self) -> VectorIndex:
-        """The index an index run writes to; a new library learns its vector size here."""
-        if self.dim is None:
-            self._loaded_encoder()  # records dim + fingerprint (the writer lock is held)
-        return self.vector_index
-
-    def reindex(self, model: str, *, progress: ProgressFn | None = None) -> IndexSummary:
+    def reindex(self, model: str, *, progress: ProgressFn | None = None) -> IngestSummary:
         """Switch the library to `model` and re-embed every image with it.
 
         The new model is loaded first, so a model that cannot load changes nothing.
         """
         spec = ModelSpec.parse(model)
-        with self._writing("clipsearch reindex"):
+        with self._lock.holding("clipsearch reindex"):
             new_encoder = Encoder(
-                spec, device=self.settings.device, batch_size=self.settings.batch_size,
+                spec,
+                device=self.settings.device,
+                batch_size=self.settings.batch_size,
                 threads=self.settings.threads,
-            ).load()  # fmt: skip
-            self.store.clear_vectors(
-                {"model": spec.canonical, "model_fingerprint": new_encoder.fingerprint,
-                 "dim": str(new_encoder.dim)}
-            )  # fmt: skip
-            for f in index_files(self.path):
-                f.unlink()
+            ).load()
+            self.vectors.reset(
+                {
+                    "model": spec.canonical,
+                    "model_fingerprint": new_encoder.fingerprint,
+                    "dim": str(new_encoder.dim),
+                }
+            )
             self._encoder = new_encoder
-            self._index = None
-            self._save(self.vector_index)
             roots = [r for r, _ in self.store.roots() if os.path.exists(r)]
-            summary = self._run_index(roots, progress=progress, source="photos")
+            summary = self._ingest(roots, progress=progress, source="photos")
             return self._reembed_generated(summary, progress)
 
     def _reembed_generated(
-        self, summary: IndexSummary, progress: ProgressFn | None
-    ) -> IndexSummary:
+        self, summary: IngestSummary, progress: ProgressFn | None
+    ) -> IngestSummary:
         """Generated pictures live outside the indexed folders: re-embed them by path."""
         paths = [r.path for r in self.store.ids_without_vectors() if r.source == "generated"]
         if summary.interrupted or not paths:
             return summary
-        more = self._run_index(paths, progress=progress, source="generated", remember=False)
-        for name in ("added", "updated", "removed", "failed", "embedded"):
-            setattr(summary, name, getattr(summary, name) + getattr(more, name))
-        summary.failures += more.failures
-        summary.interrupted = more.interrupted
+        summary.add(self._ingest(paths, progress=progress, source="generated", remember=False))
         return summary
 
     def add_generated(self, path: str | Path, provenance: dict[str, Any]) -> int:
@@ -475,8 +333,8 @@ class Library(DupesAndTags):
         image id. Works for files inside the library folder, which `index` runs skip.
         """
         target = fs.normalize_root(path)
-        with self._writing("clipsearch generate"):
-            summary = self._run_index([target], progress=None, source="generated", remember=False)
+        with self._lock.holding("clipsearch generate"):
+            summary = self._ingest([target], progress=None, source="generated", remember=False)
             row = self.store.row_by_path(target)
             if row is None or not row.has_vector:
                 reason = summary.failures[0].reason if summary.failures else "not indexed"
@@ -511,16 +369,20 @@ class Library(DupesAndTags):
         Results are best first; files gone from disk never appear.
         """
         images = [image] if isinstance(image, (str, Path)) else list(image or [])
-        likes = [like] if isinstance(like, int) else list(like)
-        terms = build_terms(
-            text or "", images=images, negatives=negative, negative_images=negative_image,
-            like=likes,
-        )  # fmt: skip
-        query = Query(
-            tuple(terms), k=k, min_score=min_score,
-            within=tuple(fs.normalize_root(w) for w in within), exclude_ids=tuple(likes),
-            source=source, after=after, before=before, tag=tag,
-        )  # fmt: skip
+        query = build_query(
+            text or "",
+            images=images,
+            negatives=negative,
+            negative_images=negative_image,
+            like=[like] if isinstance(like, int) else list(like),
+            k=k,
+            min_score=min_score,
+            within=within,
+            source=source,
+            after=after,
+            before=before,
+            tag=tag,
+        )
         return self.run_query(query)
 
     def run_query(self, query: Query) -> list[SearchResult]:
@@ -528,15 +390,13 @@ class Library(DupesAndTags):
         dim = self.dim
         if dim is None:
             return []
-        searcher = Searcher(self.store, self.searching, self._loaded_encoder, dim)
+        searcher = Searcher(self.store, self.vectors.reading, self._loaded_encoder, dim)
         return searcher.search(query)
 
     def status(self) -> dict[str, Any]:
         """Counts and facts about the library (the `status --json` shape)."""
         counts = self.store.counts()
         meta = self.store.all_meta()
-        index = self.vector_index if self.dim else None
-        files = index_files(self.path)
         holder = self._lock.holder()
         return {
             "library": str(self.path),
@@ -547,12 +407,7 @@ class Library(DupesAndTags):
             "generated": counts["generated"],
             "failures": counts["failures"],
             "vectors": counts["vectors"],
-            "index": {
-                "kind": index.kind if index else None,
-                "vectors": index.ntotal if index else 0,
-                "nprobe": index.nprobe if index else None,
-                "file": files[-1].name if files else None,
-            },
+            "index": self.vectors.describe(),
             "roots": [{"path": p, "last_indexed_at": t} for p, t in self.store.roots()],
             "size_bytes": _folder_size(self.path),
             "created_at": float(meta["created_at"]) if meta.get("created_at") else None,
@@ -568,6 +423,108 @@ class Library(DupesAndTags):
             for f in self.store.failures(limit)
         ]
 
+    # --- duplicates ---------------------------------------------------------------------
+    def duplicates(
+        self,
+        *,
+        max_distance: int = DEFAULT_MAX_DISTANCE,
+        threshold: float = DEFAULT_THRESHOLD,
+        similar: bool = True,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> DupesReport:
+        """Duplicate groups; see clipsearch.dupes.find.
+
+        Images indexed before perceptual hashes existed are hashed first (and the hashes
+        stored when no other process is writing). `similar=False` leaves out CLIP-similar
+        pairs (exact and near copies only).
+        """
+        from clipsearch.dupes import find, quarantine
+
+        try:
+            with self._lock.holding("clipsearch dupes (hashing older images)"):
+                hashed, extra = find.ensure_hashes(self.store, progress=progress)
+        except LibraryLocked:  # somebody writes: hash in memory only
+            hashed, extra = find.ensure_hashes(self.store, save=False, progress=progress)
+        report = find.find_duplicates(
+            self.store,
+            dim=self.dim,
+            max_distance=max_distance,
+            threshold=threshold if similar else None,
+            exclude=quarantine.quarantine_dirs(self.store),
+            extra_hashes=extra,
+        )
+        report.hashed = hashed
+        return report
+
+    def move_duplicates(self, ids: Sequence[int], dest: str | Path) -> MoveReport:
+        """Move these images into quarantine folder `dest` (never deleting or overwriting);
+        the library follows. The report names the undo log."""
+        from clipsearch.dupes import quarantine
+
+        with self._lock.holding("clipsearch dupes --move-to"):
+            rows = self.store.get_rows(ids)
+            items = [(i, rows[i].path) for i in ids if i in rows]
+            return quarantine.move_files(self.store, items, str(dest), follow=self.move_path)
+
+    def undo_moves(self, log_path: str | Path) -> MoveReport:
+        """Move the files of an undo log back."""
+        from clipsearch.dupes import quarantine
+
+        with self._lock.holding("clipsearch dupes --undo"):
+            return quarantine.undo(log_path, follow=self.move_path)
+
+    # --- zero-shot classification and tags ----------------------------------------------------
+    def labeller(self) -> Labeller:
+        """Label vectors and probabilities with this library's model."""
+        return Labeller(self.encoder, self.model, self.path / "labels")
+
+    def classify(
+        self,
+        labels: Sequence[str],
+        *,
+        within: Sequence[str] = (),
+        ids: Sequence[int] = (),
+        top: int = 3,
+    ) -> list[Classification]:
+        """Zero-shot: each image's best labels (all images, or those `within` / `ids`)."""
+        from clipsearch.tags import classify
+
+        return classify.classify(
+            self.store, self.labeller(), labels, within=within, ids=ids, top=top
+        )
+
+    def tag(
+        self,
+        vocabulary: str | Sequence[str],
+        *,
+        min_score: float = DEFAULT_MIN_SCORE,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Tag every image with a vocabulary (coco, imagenet, a file, or labels); images
+        indexed later are tagged too."""
+        from clipsearch.tags import classify
+
+        with self._lock.holding("clipsearch tag"):
+            return classify.tag_library(
+                self.store, self.labeller(), vocabulary, min_score=min_score, progress=progress
+            )
+
+    def tag_vocabulary(self) -> dict[str, Any] | None:
+        """The vocabulary `tag` set ({"name", "labels", "min_score"}), or None."""
+        from clipsearch.tags.classify import current_vocabulary
+
+        return current_vocabulary(self.store)
+
+    def _tag_new(self, ids: Sequence[int]) -> None:
+        if not ids or not self.store.get_meta("tag_vocabulary"):
+            return
+        from clipsearch.tags import classify
+
+        try:
+            classify.tag_new(self.store, self.labeller(), ids)
+        except ClipsearchError as exc:  # tags are extra: indexing itself succeeded
+            log.warning("could not tag the new images: %s", exc.message)
+
     # --- lifetime -----------------------------------------------------------------------
     def close(self) -> None:
         self._lock.release()
@@ -581,10 +538,6 @@ class Library(DupesAndTags):
 
     def __repr__(self) -> str:
         return f"Library({str(self.path)!r}, model={self.model!r})"
-
-
-class _Stale(Exception):
-    """The index file is older than the pruned log: rebuild."""
 
 
 def _check_new_library_dir(folder: Path, create: bool) -> None:
@@ -612,7 +565,7 @@ def _vocabulary_status(meta: dict[str, str]) -> dict[str, Any] | None:
 
 
 def _daemon_status(folder: Path, holder: dict) -> dict[str, Any] | None:
-    from clipsearch.daemon import daemon_status
+    from clipsearch.ingest.daemon import daemon_status
 
     return daemon_status(folder, holder)
 

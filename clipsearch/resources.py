@@ -26,4 +26,4 @@ def migrations_dir() -> Path:
 
 def model_configs_dir() -> Path:
     """open_clip model configs (JSON) that the project defines."""
-    return _PKG / "model_configs"
+    return _PKG / "model" / "configs"

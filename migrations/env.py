@@ -9,7 +9,7 @@ clipsearch runs these migrations itself when it opens a library. To write a new 
 from alembic import context
 from sqlalchemy import create_engine
 
-from clipsearch.store.models import Base
+from clipsearch.store.tables import Base
 
 config = context.config
 target_metadata = Base.metadata

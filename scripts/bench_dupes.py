@@ -186,7 +186,7 @@ def main() -> None:
     ap.add_argument("--max-distance", type=int, default=None)
     ap.add_argument("--skip-imagededup", action="store_true")
     args = ap.parse_args()
-    from clipsearch.dedup import DEFAULT_MAX_DISTANCE
+    from clipsearch.dupes.find import DEFAULT_MAX_DISTANCE
 
     max_distance = DEFAULT_MAX_DISTANCE if args.max_distance is None else args.max_distance
     with tempfile.TemporaryDirectory(prefix="bench-dupes-") as tmp:

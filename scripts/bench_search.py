@@ -28,7 +28,7 @@ import time
 import numpy as np
 import psutil
 
-from clipsearch.index import APPROX_THRESHOLD, VectorIndex
+from clipsearch.store.faiss_index import APPROX_THRESHOLD, VectorIndex
 
 SPREAD = float(os.environ.get("BENCH_SPREAD", "1.3"))  # 1.3: cos ~0.6 to the parent
 

@@ -58,7 +58,7 @@ def log(msg: str) -> None:
 def pick_model(requested: str, work: Path) -> tuple[str, bool]:
     """The model spec to use, and whether it is the random stand-in."""
     from clipsearch.errors import ModelError
-    from clipsearch.models import ModelSpec, resolve
+    from clipsearch.model.specs import ModelSpec, resolve
 
     try:
         resolve(ModelSpec.parse(requested))
@@ -125,12 +125,12 @@ def build_library(work: Path, model: str, n: int, seed: int) -> tuple[Path, int]
         lib.close()
     # The index file is a cache: without one, the next open rebuilds it from the database
     # and saves it, so every process below starts from a complete file.
-    from clipsearch.index import index_files
+    from clipsearch.store.faiss_index import index_files
 
     for f in index_files(lib_dir):
         f.unlink()
     with Library.open(lib_dir) as lib:
-        assert lib.vector_index.ntotal == n  # rebuilt and saved
+        assert lib.vectors.index().ntotal == n  # rebuilt and saved
     assert index_files(lib_dir)
     return lib_dir, dim
 
@@ -140,7 +140,7 @@ def clipsearch_exe() -> str:
 
 
 def start_server(lib_dir: Path) -> tuple[subprocess.Popen, str, float]:
-    from clipsearch.client import read_server_file
+    from clipsearch.server.client import read_server_file
 
     t0 = time.perf_counter()
     proc = subprocess.Popen(

@@ -41,7 +41,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from clipsearch.daemon import default_threads
+from clipsearch.ingest.daemon import default_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = ROOT.parent / "shared" / "datasets" / "imagenet-sample"
@@ -61,7 +61,7 @@ def resolve_model(spec: str, work: Path) -> tuple[str, str | None]:
     if spec != "tiny-shapes":
         return spec, None
     from clipsearch.errors import ClipsearchError
-    from clipsearch.models import ModelSpec, resolve
+    from clipsearch.model.specs import ModelSpec, resolve
 
     try:
         resolve(ModelSpec.parse(spec))

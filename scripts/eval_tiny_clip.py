@@ -33,10 +33,10 @@ from typing import Any
 import torch
 
 try:
-    from clipsearch import shapes
+    from clipsearch.demo import shapes
 except ImportError:  # running from a source checkout without an install
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from clipsearch import shapes
+    from clipsearch.demo import shapes
 
 DEFINITIONS = {
     "zero_shot_colour_shape_acc": (

@@ -4,13 +4,13 @@
     python scripts/train_tiny_clip.py            # writes data/models/tiny-shapes/
 
 The model is a plain open_clip ``CLIP`` built from
-``clipsearch/model_configs/tiny-shapes.json``: a small ``ModifiedResNet`` image tower (the
+``clipsearch/model/configs/tiny-shapes.json``: a small ``ModifiedResNet`` image tower (the
 architecture of CLIP's RN50, shrunk) and a small text transformer with open_clip's standard
 BPE tokenizer. (A small ViT learned shapes far too slowly on 2 CPU cores; see
 docs/tiny-shapes.md.) It trains
 from scratch with CLIP's objective, the symmetric InfoNCE loss over a batch of image-caption
 pairs with a learnable temperature (``open_clip.loss.ClipLoss``), on scenes of
-``clipsearch.shapes`` generated on the fly; ``HELDOUT_COMBOS`` never appear.
+``clipsearch.demo.shapes`` generated on the fly; ``HELDOUT_COMBOS`` never appear.
 
 Captions name every attribute ("two small red circles on a white background") or, some of
 the time, leave the size, background, colour or shape out ("two red circles"), so that short
@@ -43,12 +43,12 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 try:
-    from clipsearch import shapes
+    from clipsearch.demo import shapes
 except ImportError:  # running from a source checkout without an install
     sys.path.insert(0, str(REPO))
-    from clipsearch import shapes
+    from clipsearch.demo import shapes
 
-DEFAULT_CONFIG = REPO / "clipsearch" / "model_configs" / "tiny-shapes.json"
+DEFAULT_CONFIG = REPO / "clipsearch" / "model" / "configs" / "tiny-shapes.json"
 DEFAULT_OUT = REPO / "data" / "models" / "tiny-shapes"
 MEAN = (0.48145466, 0.4578275, 0.40821073)  # open_clip's OPENAI_DATASET_MEAN / _STD
 STD = (0.26862954, 0.26130258, 0.27577711)

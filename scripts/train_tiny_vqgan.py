@@ -11,7 +11,7 @@ Loss: L1 + MSE reconstruction, a perceptual term (feature distances inside the s
 ``tiny-shapes`` CLIP image tower, which knows this world; LPIPS's VGG weights cannot be
 downloaded here) and the codebook/commitment loss. Codes unused for a while are restarted
 on encoder outputs (so the codebook does not collapse). Scenes come from
-``clipsearch.shapes`` (a fixed pool rendered once, flipped at random); held-out PSNR is
+``clipsearch.demo.shapes`` (a fixed pool rendered once, flipped at random); held-out PSNR is
 measured on scenes from another seed, held-out colour/shape pairs included.
 
 The output folder gets ``last.ckpt`` (``{"state_dict": ...}``, loadable by taming's VQModel
@@ -37,10 +37,10 @@ import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
 try:
-    from clipsearch import shapes
+    from clipsearch.demo import shapes
 except ImportError:  # running from a source checkout without an install
     sys.path.insert(0, str(REPO))
-    from clipsearch import shapes
+    from clipsearch.demo import shapes
 from clipsearch.generate.vqgan import VQGAN, VQGANConfig  # noqa: E402
 
 DEFAULT_OUT = REPO / "data" / "models" / "tiny-vqgan"
@@ -69,7 +69,7 @@ class Perceptual(torch.nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        from clipsearch.encoder import Encoder
+        from clipsearch.model.encoder import Encoder
 
         self.visual = Encoder("tiny-shapes").load().torch_model.visual.eval().requires_grad_(False)
 

@@ -33,7 +33,7 @@ def demo(state: State, folder: str | None, n_images: int, top: int, as_json: boo
     """
     from pathlib import Path
 
-    from clipsearch.demo import default_demo_dir, run_demo
+    from clipsearch.demo.run import default_demo_dir, run_demo
 
     options = dict(state.overrides)
     library = options.pop("library", None)

@@ -46,10 +46,9 @@ def dupes(
         if undo_log:
             _report_moves(lib.undo_moves(undo_log), as_json, "restored", state)
             return
-        sim = None if no_similar else (-1.0 if threshold is None else threshold)
-        report = _find(lib, state, max_distance, sim)
+        report = _find(lib, state, max_distance, threshold, similar=not no_similar)
         if html_path:
-            from clipsearch.dupes_html import write_report
+            from clipsearch.dupes.html import write_report
 
             write_report(report, html_path, lib.path)
         if move_to:
@@ -64,18 +63,25 @@ def dupes(
             click.echo(f"Wrote {html_path}", err=True)
 
 
-def _find(lib: Any, state: State, max_distance: int | None, threshold: float | None) -> Any:
+def _find(
+    lib: Any, state: State, max_distance: int | None, threshold: float | None, *, similar: bool
+) -> Any:
     from clipsearch.cli.app import progress_bar
 
     with progress_bar(state) as bar:
 
         def progress(phase: str, done: int, total: int) -> None:
             if bar is not None:
-                from clipsearch.ingest import Progress
+                from clipsearch.ingest.run import Progress
 
                 bar(Progress(phase, done, total))
 
-        return lib.duplicates(max_distance=max_distance, threshold=threshold, progress=progress)
+        options: dict[str, Any] = {"similar": similar, "progress": progress}
+        if max_distance is not None:
+            options["max_distance"] = max_distance
+        if threshold is not None:
+            options["threshold"] = threshold
+        return lib.duplicates(**options)
 
 
 def _print_groups(report: Any, state: State) -> None:

@@ -17,7 +17,7 @@ from clipsearch.cli.app import (
 
 
 @cli.command()
-@click.argument("query", nargs=-1)
+@click.argument("query_words", metavar="QUERY...", nargs=-1)
 @click.option("--image", "-i", "images", multiple=True, metavar="FILE",
               help="Search by example image (repeatable).")  # fmt: skip
 @click.option("--not", "negatives", multiple=True, metavar="TEXT",
@@ -41,7 +41,7 @@ from clipsearch.cli.app import (
               help="Search in this process even if a server runs for the library.")  # fmt: skip
 @click.pass_obj
 def search(
-    state: State, query: tuple[str, ...], images: tuple[str, ...], negatives: tuple[str, ...],
+    state: State, query_words: tuple[str, ...], images: tuple[str, ...], negatives: tuple[str, ...],
     negative_images: tuple[str, ...], likes: tuple[int, ...], top: int,
     min_score: float | None, within: tuple[str, ...], source: str | None, tag: str | None,
     after: str | None, before: str | None, as_json: bool, as_paths: bool, no_server: bool,
@@ -59,17 +59,28 @@ def search(
     """
     if as_json and as_paths:
         raise click.UsageError("--json and --paths cannot be used together")
-    args: dict[str, Any] = dict(
-        image=list(images), negative=list(negatives), negative_image=list(negative_images),
-        like=list(likes), k=top, min_score=min_score, within=list(within), source=source,
-        after=after, before=before, tag=tag,
-    )  # fmt: skip
-    answer = None if no_server else _search_with_server(state, " ".join(query), args)
+    from clipsearch.query.build import build_query
+
+    query = build_query(
+        " ".join(query_words),
+        images=images,
+        negatives=negatives,
+        negative_images=negative_images,
+        like=likes,
+        k=top,
+        min_score=min_score,
+        within=within,
+        source=source,
+        after=after,
+        before=before,
+        tag=tag,
+    )
+    answer = None if no_server else _search_with_server(state, query)
     if answer is not None:
         results, empty_library = answer.results, answer.library_empty
     else:
         with state.open_library(create=False) as lib:
-            results = lib.search(" ".join(query), **args)
+            results = lib.run_query(query)
             empty_library = not results and lib.store.vector_count() == 0
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in results], indent=2))
@@ -87,27 +98,16 @@ def search(
         )
 
 
-def _search_with_server(state: State, text: str, args: dict[str, Any]) -> Any:
-    """Ask the library's running server, if there is one (see clipsearch.client)."""
+def _search_with_server(state: State, query: Any) -> Any:
+    """Ask the library's running server, if there is one (see clipsearch.server.client)."""
     import os
 
-    from clipsearch import client, fs
     from clipsearch.config import Settings
-    from clipsearch.search import Query, build_terms
+    from clipsearch.server import client
 
     library = os.path.abspath(Settings.resolve(library=state.overrides.get("library")).library)
     if client.read_server_file(library) is None:
         return None
-    likes = args["like"]
-    terms = build_terms(
-        text, images=args["image"], negatives=args["negative"],
-        negative_images=args["negative_image"], like=likes,
-    )  # fmt: skip
-    query = Query(
-        tuple(terms), k=args["k"], min_score=args["min_score"],
-        within=tuple(fs.normalize_root(w) for w in args["within"]), exclude_ids=tuple(likes),
-        source=args["source"], after=args["after"], before=args["before"], tag=args["tag"],
-    )  # fmt: skip
     return client.search(library, query, model=state.requested_model)
 
 

@@ -28,7 +28,7 @@ def classify(state: State, labels: tuple[str, ...], within: tuple[str, ...], top
       clipsearch classify cat dog person
       clipsearch classify "red circle" "blue square" --where ~/Pictures/shapes --json
     """
-    from clipsearch.tags import clean_labels
+    from clipsearch.tags.classify import clean_labels
 
     clean = clean_labels(labels)  # a clear error before the library opens
     with state.open_library(create=False, check_model=False) as lib:
@@ -69,11 +69,12 @@ def tag(state: State, vocabulary: str, min_score: float | None, as_json: bool) -
       clipsearch tag --vocabulary coco
       clipsearch search "on the beach" --tag dog
     """
-    from clipsearch.tags import load_vocabulary
+    from clipsearch.tags.classify import load_vocabulary
 
     load_vocabulary(vocabulary)  # a clear error before the library opens
     with state.open_library(create=False, check_model=False) as lib:
-        summary = lib.tag(vocabulary, min_score=min_score)
+        options = {} if min_score is None else {"min_score": min_score}
+        summary = lib.tag(vocabulary, **options)
     if as_json:
         summary = dict(summary, tags=[{"label": lb, "images": n} for lb, n in summary["tags"]])
         click.echo(json.dumps(summary, indent=2))

@@ -87,8 +87,8 @@ def watch(
       clipsearch --library ~/clip-lib watch ~/Pictures ~/Downloads
       clipsearch --library ~/clip-lib status          (shows the daemon)
     """
-    from clipsearch import fs
-    from clipsearch.daemon import WatchDaemon, WatchOptions, default_threads
+    from clipsearch.ingest.daemon import WatchDaemon, WatchOptions, default_threads
+    from clipsearch.media import fs
 
     options = WatchOptions(
         settle=settle,

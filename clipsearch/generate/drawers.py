@@ -118,7 +118,7 @@ def load_init(path: str, width: int, height: int) -> torch.Tensor:
     """
     import numpy as np
 
-    from clipsearch.images import open_image
+    from clipsearch.media.images import open_image
 
     rgb, _ = open_image(path)
     rgb = rgb.convert("RGB")

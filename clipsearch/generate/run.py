@@ -109,7 +109,7 @@ def parse_size(text: str) -> tuple[int, int]:
 def default_vqgan(lib_model: str) -> str:
     """The VQGAN to use when none is given: the shipped tiny one for tiny-shapes."""
     from clipsearch.generate.vqgan import GET_IMAGENET
-    from clipsearch.models import ModelSpec
+    from clipsearch.model.specs import ModelSpec
     from clipsearch.resources import data_dir
 
     if ModelSpec.parse(lib_model).canonical == ModelSpec.parse("tiny-shapes").canonical:
@@ -135,8 +135,8 @@ def generate(
     `should_stop()` that returns True (a cancel) raises GenerationCancelled, nothing written.
     """
     prompts = check_request(req)
-    with lib.writer("clipsearch generate"):  # another writer (a watch daemon)? say so now,
-        pass  # not after minutes of drawing (the picture is added under this lock at the end)
+    lib.check_writable()  # another writer (a watch daemon)? say so now, not after minutes of
+    # drawing (the picture is added under the writer lock at the end)
     out_path = _output_path(lib.path, req, prompts)  # fail early on a bad --out
     seed = req.seed if req.seed is not None else random.SystemRandom().randrange(2**31)
     parts = _build(lib, req, prompts)

@@ -2,7 +2,7 @@
 
 The socket is bound before the app starts, so `--port 0` works and a port in use is a
 clear error. Once the app is ready to answer, `LIB/server.json` announces it (see
-`clipsearch.client`); it is removed when the server stops.
+`clipsearch.server.client`); it is removed when the server stops.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 from clipsearch import __version__
-from clipsearch.client import remove_server_file, write_server_file
 from clipsearch.errors import ConfigError
+from clipsearch.server.client import remove_server_file, write_server_file
 from clipsearch.server.settings import ServerSettings
 
 log = logging.getLogger("clipsearch.server")

@@ -9,7 +9,6 @@ gives. Text vectors are cached (typing in the search box repeats prefixes).
 
 from __future__ import annotations
 
-import re
 import secrets
 import threading
 import time
@@ -18,36 +17,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from clipsearch import fs
 from clipsearch.errors import QueryError
-from clipsearch.images import content_hash, load_for_model
-from clipsearch.search import Query, Searcher, SearchResult
-from clipsearch.search import Term as CoreTerm
+from clipsearch.media.images import content_hash, load_for_model
+from clipsearch.query.build import build_query
+from clipsearch.query.parse import Query, Term
+from clipsearch.query.search import Searcher, SearchResult
 from clipsearch.server import schemas
 from clipsearch.server.errors import ApiError
 
-_WEIGHT = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*:\s*(.+?)\s*$")
-_SPLIT = re.compile(r"\s+([+-])\s+")
 _TEXT_CACHE = 512
 _UPLOADS_KEPT = 256
-
-
-def parse_text(text: str, weight: float = 1.0) -> list[schemas.Term]:
-    """rclip's `2:dog + cat - fruit` syntax, for words only (never file paths)."""
-    text = text.strip()
-    if not text:
-        return []
-    parts = _SPLIT.split(text)
-    terms = []
-    for sign, body in zip(["+", *parts[1::2]], parts[0::2], strict=True):
-        w = 1.0
-        m = _WEIGHT.match(body)
-        if m:
-            w, body = float(m.group(1)), m.group(2)
-        if not body.strip():
-            raise QueryError(f"empty term in query {text!r}")
-        terms.append(schemas.Term(text=body.strip(), weight=(-w if sign == "-" else w) * weight))
-    return terms
 
 
 def hit(result: SearchResult) -> dict:
@@ -137,47 +116,30 @@ class QueryEngine:
                     self._texts.popitem(last=False)
         return out
 
-    def query_vector(self, terms: list[schemas.Term], dim: int) -> np.ndarray:
-        texts = self._text_vectors([t.text for t in terms if t.text is not None])
-        likes = [t.like for t in terms if t.like is not None]
-        stored: dict[int, np.ndarray] = {}
-        if likes:
-            ids, vecs = self.lib.store.get_vectors(likes, dim)
-            stored = dict(zip(ids.tolist(), vecs, strict=True))
-            for i in likes:
-                if i not in stored:
-                    raise QueryError(f"no image with id {i} in this library")
-        q = np.zeros(dim, np.float32)
-        for t in terms:
-            if t.text is not None:
-                v = texts[t.text]
-            elif t.like is not None:
-                v = stored[t.like]
-            else:
-                v = self._upload_vector(t.upload or "")
-            q += np.float32(t.weight) * v
-        norm = float(np.linalg.norm(q))
-        if norm < 1e-6:
-            raise QueryError("the query's terms cancel out: adjust the weights")
-        return q / norm
-
     # --- search --------------------------------------------------------------------------
+    def _text_array(self, texts: list[str]) -> np.ndarray:
+        found = self._text_vectors(texts)
+        return np.stack([found[t] for t in texts])
+
     def search(self, req: schemas.SearchRequest) -> dict:
         """Run a search request; returns the `schemas.SearchResponse` shape."""
         started = time.perf_counter()
-        terms = [*parse_text(req.q or ""), *req.terms]
-        if len(terms) > schemas.MAX_TERMS:
-            raise QueryError(f"too many terms (at most {schemas.MAX_TERMS})")
-        query = _core_query(req, terms)  # validates dates etc. even on an empty library
+        query = api_query(req)  # validates dates etc. even on an empty library
         dim = self.lib.dim
         results: list[SearchResult] = []
         if dim is not None:
-            q = self.query_vector(terms, dim)
-            searcher = Searcher(self.lib.store, self.lib.searching, lambda: self.lib.encoder, dim)
-            results = searcher.search_vector(q, query)
+            searcher = Searcher(
+                self.lib.store,
+                self.lib.vectors.reading,
+                lambda: self.lib.encoder,
+                dim,
+                text_vectors=self._text_array,
+                uploads=self._upload_vector,
+            )
+            results = searcher.search(query)
         empty = False
         if not results:
-            with self.lib.searching() as index:
+            with self.lib.vectors.reading() as index:
                 empty = index.ntotal == 0
         return {
             "results": [hit(r) for r in results],
@@ -187,20 +149,29 @@ class QueryEngine:
         }
 
 
-def _core_query(req: schemas.SearchRequest, api_terms: list[schemas.Term]) -> Query:
-    terms: list[CoreTerm] = []
-    for t in api_terms:
+def api_query(req: schemas.SearchRequest) -> Query:
+    """The core Query for an API request: `q` in the query syntax (words only) + `terms`."""
+    terms = []
+    for t in req.terms:
         if t.text is not None:
-            terms.append(CoreTerm("text", t.text, t.weight))
+            terms.append(Term("text", t.text, t.weight))
         elif t.like is not None:
-            terms.append(CoreTerm("id", str(t.like), t.weight))
+            terms.append(Term("id", str(t.like), t.weight))
         else:
-            terms.append(CoreTerm("image", f"upload:{t.upload}", t.weight))
+            terms.append(Term("upload", t.upload or "", t.weight))
     f = req.filters
-    return Query(
-        tuple(terms), k=req.k, min_score=req.min_score,
-        within=tuple(fs.normalize_root(p) for p in f.folders if p.strip()),
-        exclude_ids=tuple(t.like for t in api_terms if t.like is not None and t.weight > 0),
-        source=f.source, after=f.after or None, before=f.before or None,
-        tag=(f.tag or "").strip() or None,
-    )  # fmt: skip
+    query = build_query(
+        req.q or "",
+        terms=terms,
+        paths=False,
+        k=req.k,
+        min_score=req.min_score,
+        within=f.folders,
+        source=f.source,
+        after=f.after,
+        before=f.before,
+        tag=f.tag,
+    )
+    if len(query.terms) > schemas.MAX_TERMS:
+        raise QueryError(f"too many terms (at most {schemas.MAX_TERMS})")
+    return query

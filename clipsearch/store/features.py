@@ -11,8 +11,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from sqlalchemy import bindparam, delete, func, insert, select, update
 
-from clipsearch.store.models import Image, Tag
 from clipsearch.store.store import _CHUNK, Store, _chunks
+from clipsearch.store.tables import Image, Tag
 
 
 def missing_hashes(store: Store) -> list[tuple[int, str]]:

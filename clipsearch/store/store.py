@@ -16,7 +16,7 @@ import numpy as np
 from sqlalchemy import Engine, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from clipsearch.store.models import Failure, Generation, Image, Meta, Root, VectorLog
+from clipsearch.store.tables import Failure, Generation, Image, Meta, Root, VectorLog
 
 _CHUNK = 20_000  # ids per IN (...) query; SQLite here allows 250k variables
 
@@ -147,6 +147,11 @@ class Store:
                     index_elements=[Meta.key], set_={"value": stmt.excluded.value}
                 )
             )
+
+    def dim(self) -> int | None:
+        """The size of the library's vectors (None until a model has made one)."""
+        raw = self.get_meta("dim")
+        return int(raw) if raw else None
 
     # --- reads -----------------------------------------------------------------------
     def rows_under(self, roots: Iterable[str]) -> dict[str, ImageRow]:

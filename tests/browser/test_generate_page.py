@@ -6,7 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from clipsearch import Library, shapes
+from clipsearch import Library
+from clipsearch.demo import shapes
 from clipsearch.server import BackgroundServer, ServerSettings
 
 pytestmark = pytest.mark.browser

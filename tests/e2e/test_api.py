@@ -4,7 +4,7 @@ import pytest
 
 from clipsearch import ClipsearchError, Library
 from clipsearch.errors import LibraryLocked
-from clipsearch.index import index_files
+from clipsearch.store.faiss_index import index_files
 
 
 def test_open_index_search_status(lib_dir, photos, tiny_model):
@@ -35,7 +35,7 @@ def test_progress_callback_reports_phases(lib_dir, photos, tiny_model):
 def test_one_writer_at_a_time(lib_dir, photos, tiny_model):
     with Library.open(lib_dir, model=tiny_model) as lib:
         lib.index([photos])
-        with lib._writing("test holds the lock"):
+        with lib.writer("test holds the lock"):
             other = Library.open(lib_dir)
             with pytest.raises(LibraryLocked, match="being written by another") as err:
                 other.index([photos])
@@ -78,7 +78,7 @@ def test_long_lived_reader_sees_a_writers_changes(lib_dir, photos, tiny_model, t
 
 
 def test_a_noop_index_run_never_saves_a_stale_index(lib_dir, photos, tiny_model, tmp_path):
-    from clipsearch.index import VectorIndex
+    from clipsearch.store.faiss_index import VectorIndex
     from tests.conftest import make_image
 
     a = Library.open(lib_dir, model=tiny_model)

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from clipsearch import Library
-from clipsearch.lock import WriterLock
 from clipsearch.server import BackgroundServer, ServerSettings
+from clipsearch.store.lock import WriterLock
 from tests.e2e.test_dupes_cli import photo_like
 
 

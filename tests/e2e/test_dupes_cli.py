@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from clipsearch import Library
-from clipsearch.lock import WriterLock
+from clipsearch.store.lock import WriterLock
 
 
 def photo_like(seed: int, size: tuple[int, int] = (320, 240)) -> Image.Image:
@@ -89,7 +89,7 @@ def test_html_report_shows_groups_side_by_side(cli, collection, tmp_path):
 
 
 def test_similar_images_by_clip(tmp_path):
-    from clipsearch import shapes
+    from clipsearch.demo import shapes
     from tests.e2e.test_tags_cli import cs
 
     same = shapes.Description(

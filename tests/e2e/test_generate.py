@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clipsearch import Library, shapes
+from clipsearch import Library
+from clipsearch.demo import shapes
 from clipsearch.errors import GenerateError, VQGANError
 from clipsearch.generate.collection import read_provenance
 from clipsearch.generate.run import GenerateRequest, generate

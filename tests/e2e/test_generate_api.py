@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from clipsearch import Library, shapes
+from clipsearch import Library
+from clipsearch.demo import shapes
 from clipsearch.server import BackgroundServer, ServerSettings
 
 RED = "a red circle on a white background"

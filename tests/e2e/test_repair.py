@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from clipsearch.index import index_files
+from clipsearch.store.faiss_index import index_files
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ def test_index_file_with_extra_vectors_is_rebuilt(cli, indexed, lib_dir):
     # An index that disagrees with the store (more vectors than rows) is not trusted.
     import numpy as np
 
-    from clipsearch.index import VectorIndex
+    from clipsearch.store.faiss_index import VectorIndex
 
     idx = VectorIndex.load_latest(lib_dir)
     idx.add(np.array([10_000]), np.ones((1, idx.dim), np.float32) / np.sqrt(idx.dim))

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from clipsearch import Library, shapes
-from clipsearch.shapes import Description, parse_caption
+from clipsearch import Library
+from clipsearch.demo import shapes
+from clipsearch.demo.shapes import Description, parse_caption
 
 QUERIES = [
     "a red circle",

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from clipsearch import client
-from clipsearch.client import read_server_file, write_server_file
-from clipsearch.search import Query, Term
+from clipsearch.query.parse import Query, Term
+from clipsearch.server import client
+from clipsearch.server.client import read_server_file, write_server_file
 from tests.conftest import make_image, run_process
 
 TOKEN = "a-long-enough-test-token-123"

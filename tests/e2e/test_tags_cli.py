@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from clipsearch import shapes
+from clipsearch.demo import shapes
 
 LABELS = [f"{c} {k}" for c in shapes.COLOURS for k in shapes.SHAPES]
 
@@ -100,7 +100,7 @@ def test_tag_then_search_by_tag_and_retag_replaces(shapes_lib, tmp_path):
 
 
 def test_builtin_vocabularies_load():
-    from clipsearch.tags import load_vocabulary
+    from clipsearch.tags.classify import load_vocabulary
 
     coco, imagenet = load_vocabulary("coco"), load_vocabulary("imagenet")
     assert len(coco.labels) == 80 and "dog" in coco.labels and "person" in coco.labels

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from clipsearch import Library
-from clipsearch.daemon import WatchDaemon, WatchOptions
+from clipsearch.ingest.daemon import WatchDaemon, WatchOptions
 from tests.conftest import make_image
 
 TIMEOUT = 30.0
@@ -301,7 +301,7 @@ def test_readers_follow_the_log_between_index_checkpoints(
         assert reader.status()["index"]["vectors"] == 6
     watcher.stop()  # a clean stop saves the index file: nothing left to replay
     with Library.open(lib_dir, create=False) as reader:
-        assert reader.unsaved_changes() == 0 and reader.status()["index"]["vectors"] == 6
+        assert reader.vectors.unsaved_changes() == 0 and reader.status()["index"]["vectors"] == 6
 
 
 def test_polling_observer(watcher: Watcher, roots) -> None:

@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from clipsearch.watch import PendingQueue
+from clipsearch.ingest.watch_queue import PendingQueue
 
 
 def take_when_ready(queue: PendingQueue, timeout: float = 10.0, **kw):

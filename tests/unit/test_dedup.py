@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from clipsearch import dedup
-from clipsearch.dedup import Member, Pair
+from clipsearch.dupes import find as dedup
+from clipsearch.dupes.find import Member, Pair
 
 
 def _m(i: int, w: int = 100, h: int = 100, size: int = 1000, mtime: float = 0.0) -> Member:

@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from clipsearch.errors import ClipsearchError
-from clipsearch.fs import check_roots, is_under, scan
+from clipsearch.media.fs import check_roots, is_under, scan
 from tests.conftest import make_image, unprivileged
 
 
@@ -40,7 +40,7 @@ def test_unlistable_folder_is_reported(tmp_path):
     make_image(tmp_path / "ok.jpg")
     locked.chmod(0)
     code = (
-        "import sys; from clipsearch.fs import scan; errs = []; "
+        "import sys; from clipsearch.media.fs import scan; errs = []; "
         "found = [f.path for f in scan([sys.argv[1]], on_error=lambda p, r: errs.append((p, r)))]; "
         "print(found, errs)"
     )

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from clipsearch.errors import UnreadableImage
-from clipsearch.images import (
+from clipsearch.media.images import (
     PreprocessParams,
     content_hash,
     is_image_name,

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from clipsearch.index import VectorIndex, index_files
+from clipsearch.store.faiss_index import VectorIndex, index_files
 
 
 def unit(n, d=16, seed=0):

@@ -5,7 +5,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
 from clipsearch.store.db import migrate, open_database, schema_state
-from clipsearch.store.models import Base
+from clipsearch.store.tables import Base
 
 
 def test_upgrade_from_empty_matches_models(tmp_path):

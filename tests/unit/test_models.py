@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from clipsearch.encoder import Encoder
 from clipsearch.errors import ModelError
-from clipsearch.models import ModelSpec, resolve
+from clipsearch.model.encoder import Encoder
+from clipsearch.model.specs import ModelSpec, resolve
 
 
 @pytest.mark.parametrize(

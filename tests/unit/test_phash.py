@@ -8,8 +8,9 @@ import random
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from clipsearch import phash, shapes
-from clipsearch.dedup import DEFAULT_MAX_DISTANCE
+from clipsearch.demo import shapes
+from clipsearch.dupes.find import DEFAULT_MAX_DISTANCE
+from clipsearch.media import phash
 
 
 def _scene(seed: int, size: int = 256) -> Image.Image:

@@ -1,7 +1,8 @@
 import pytest
 
 from clipsearch.errors import QueryError
-from clipsearch.search import Query, Term, build_terms, parse_expression
+from clipsearch.query.build import build_terms
+from clipsearch.query.parse import Query, Term, parse_expression
 from tests.conftest import make_image
 
 

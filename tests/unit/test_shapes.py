@@ -1,4 +1,4 @@
-"""Tests for the procedural shapes world (clipsearch.shapes)."""
+"""Tests for the procedural shapes world (clipsearch.demo.shapes)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clipsearch import shapes
-from clipsearch.shapes import Description
+from clipsearch.demo import shapes
+from clipsearch.demo.shapes import Description
 
 
 def _scenes(seed: int, n: int = 50, heldout: shapes.Heldout = "exclude") -> list[shapes.Scene]:
@@ -212,6 +212,6 @@ def test_write_collection_with_descriptions(tmp_path) -> None:
 
 
 def test_import_is_light() -> None:
-    code = "import sys, clipsearch.shapes; print('torch' in sys.modules)"
+    code = "import sys, clipsearch.demo.shapes; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -12,7 +12,7 @@ from types import ModuleType
 import pytest
 import torch
 
-from clipsearch import shapes
+from clipsearch.demo import shapes
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 SMALL_CFG = {  # the shipped config's architecture (ModifiedResNet + text transformer), shrunk

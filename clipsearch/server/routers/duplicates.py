@@ -41,7 +41,7 @@ def duplicates(
 ) -> dict:
     """Every duplicate group: exact copies, near copies (perceptual hashes), similar images."""
     report = ctx.library.duplicates(
-        max_distance=max_distance, threshold=threshold if similar else None
+        max_distance=max_distance, threshold=threshold, similar=similar
     )
     out = report.to_dict()
     sources = {

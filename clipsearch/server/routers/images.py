@@ -15,12 +15,12 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import FileResponse
 
 from clipsearch.errors import UnreadableImage
+from clipsearch.media.thumbs import DEFAULT_SIZE, SIZES, thumbnail
 from clipsearch.server import schemas
 from clipsearch.server.context import Ctx, ServerContext
 from clipsearch.server.errors import ApiError
 from clipsearch.server.routers import Feature
 from clipsearch.server.searching import image_links
-from clipsearch.thumbs import DEFAULT_SIZE, SIZES, thumbnail
 
 router = APIRouter(prefix="/api/images", tags=["images"])
 

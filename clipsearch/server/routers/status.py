@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from clipsearch import __version__
+from clipsearch.media.thumbs import SIZES
 from clipsearch.server import schemas
 from clipsearch.server.context import Ctx
 from clipsearch.server.routers import Feature
-from clipsearch.thumbs import SIZES
 
 router = APIRouter(prefix="/api", tags=["status"])
 

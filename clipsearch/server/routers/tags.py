@@ -20,9 +20,7 @@ _tagging = threading.Lock()
 @router.get("/tags", response_model=schemas.TagsResponse)
 def tags(ctx: Ctx) -> dict:
     """The vocabulary the library is tagged with (if any) and every tag in use, with counts."""
-    from clipsearch.tags import current_vocabulary
-
-    vocab = current_vocabulary(ctx.library)
+    vocab = ctx.library.tag_vocabulary()
     if vocab is not None:
         vocab = {"name": vocab["name"], "labels": len(vocab["labels"]),
                  "min_score": vocab.get("min_score")}  # fmt: skip

@@ -191,7 +191,7 @@ def connect(library: str | Path, *, token: str | None = None, model: str | None 
         client.close()
         raise Unavailable(f"the server at {client.url} serves another library")
     if model is not None:
-        from clipsearch.models import ModelSpec
+        from clipsearch.model.specs import ModelSpec
 
         if ModelSpec.parse(model).canonical != health.get("model"):
             client.close()
@@ -244,7 +244,7 @@ def search(library: str | Path, query: Any, *, model: str | None = None) -> Serv
 
 
 def _search(client: Client, query: Any) -> dict:
-    from clipsearch.search import SearchResult
+    from clipsearch.query.search import SearchResult
 
     terms: list[dict[str, Any]] = []
     for t in query.terms:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clipsearch.errors import ClipsearchError
-from clipsearch.images import is_image_name
+from clipsearch.media.images import is_image_name
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from clipsearch import fs
-from clipsearch.images import is_image_name
+from clipsearch.media import fs
+from clipsearch.media.images import is_image_name
 
 log = logging.getLogger(__name__)
 

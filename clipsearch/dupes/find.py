@@ -3,7 +3,7 @@
 Three kinds of pair, each with a reason and a score:
 
 - **exact**: the same bytes (content hash); score 1.
-- **near**: perceptual hashes (`clipsearch.phash`, stored at index time) within
+- **near**: perceptual hashes (`clipsearch.media.phash`, stored at index time) within
   `max_distance` bits of 128 (pHash + dHash, compared as-is and mirrored, so flipped copies
   match); score = 1 - bits/128. Found with a FAISS binary range search, not a double loop.
 - **similar**: CLIP vectors with cosine similarity above `threshold` (FAISS range search);
@@ -11,7 +11,7 @@ Three kinds of pair, each with a reason and a score:
 
 Pairs join into groups (union-find). Each group's keeper is the image with the most pixels,
 then the largest file, then the oldest (modification time). Safe actions on groups live in
-`clipsearch.quarantine`.
+`clipsearch.dupes.quarantine`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from clipsearch import fs, phash
+from clipsearch.media import fs, phash
 from clipsearch.store import features
 from clipsearch.store.store import ImageRow, Store
 
@@ -297,7 +297,7 @@ def ensure_hashes(
     skipped (they simply cannot be near-duplicates).
     """
     from clipsearch.errors import UnreadableImage
-    from clipsearch.images import open_image
+    from clipsearch.media.images import open_image
 
     todo = features.missing_hashes(store)
     computed: dict[int, tuple[int, int, int, int]] = {}

@@ -15,8 +15,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from clipsearch.errors import ModelError
-from clipsearch.images import PreprocessParams
-from clipsearch.models import ModelSpec, ResolvedModel, resolve
+from clipsearch.media.images import PreprocessParams
+from clipsearch.model.specs import ModelSpec, ResolvedModel, resolve
 
 log = logging.getLogger(__name__)
 

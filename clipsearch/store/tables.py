@@ -47,7 +47,7 @@ class Image(Base):
     taken_at: Mapped[str | None] = mapped_column(String(32))
     source: Mapped[str] = mapped_column(String(16), nullable=False, server_default="photos")
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
-    # Perceptual hashes (clipsearch.phash), signed 64-bit; NULL until computed.
+    # Perceptual hashes (clipsearch.media.phash), signed 64-bit; NULL until computed.
     phash: Mapped[int | None] = mapped_column(Integer)
     dhash: Mapped[int | None] = mapped_column(Integer)
     phash_mirror: Mapped[int | None] = mapped_column(Integer)

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from clipsearch.errors import LibraryLocked
@@ -37,25 +38,7 @@ class WriterLock:
         except BlockingIOError:
             holder = self.holder()
             os.close(fd)
-            who = (
-                f"pid {holder.get('pid')}, running `{holder.get('command', '?')}`" if holder else ""
-            )
-            if str(holder.get("command", "")).startswith("clipsearch watch"):
-                pid = holder.get("pid")
-                raise LibraryLocked(
-                    f"the library {self.path.parent} is kept in sync by a running watch daemon "
-                    f"(pid {pid}); only one process can write to a library",
-                    hint="The daemon already indexes everything under the folders it watches. "
-                    f"To change anything else, stop it first (`kill {pid}`, or `systemctl "
-                    "--user stop clipsearch-watch`), run your command, then start `clipsearch "
-                    "watch` again. Searching works meanwhile.",
-                ) from None
-            raise LibraryLocked(
-                f"the library {self.path.parent} is being written by another clipsearch "
-                f"process{f' ({who})' if who else ''}",
-                hint="Wait for it to finish, or stop it, then try again. Searching works "
-                "meanwhile.",
-            ) from None
+            raise self._busy(holder) from None
         info = {
             "pid": os.getpid(),
             "command": purpose or " ".join(["clipsearch", *sys.argv[1:]])[:200],
@@ -64,6 +47,47 @@ class WriterLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)
         self._fd = fd
+
+    def ensure_free(self) -> None:
+        """Raise LibraryLocked now if another process writes (without taking the lock).
+
+        For work that writes only at its end (a generation): say so before minutes of work.
+        A writer may still start meanwhile; the final write takes the lock as usual.
+        """
+        if self._fd is None:
+            holder = self.holder()
+            if holder:
+                raise self._busy(holder)
+
+    @contextlib.contextmanager
+    def holding(self, purpose: str = "") -> Iterator[None]:
+        """Hold the lock for the block (re-entrant: a holder keeps it after the block)."""
+        took = self._fd is None
+        if took:
+            self.acquire(purpose)
+        try:
+            yield
+        finally:
+            if took:
+                self.release()
+
+    def _busy(self, holder: dict) -> LibraryLocked:
+        who = f"pid {holder.get('pid')}, running `{holder.get('command', '?')}`" if holder else ""
+        if str(holder.get("command", "")).startswith("clipsearch watch"):
+            pid = holder.get("pid")
+            return LibraryLocked(
+                f"the library {self.path.parent} is kept in sync by a running watch daemon "
+                f"(pid {pid}); only one process can write to a library",
+                hint="The daemon already indexes everything under the folders it watches. "
+                f"To change anything else, stop it first (`kill {pid}`, or `systemctl "
+                "--user stop clipsearch-watch`), run your command, then start `clipsearch "
+                "watch` again. Searching works meanwhile.",
+            )
+        return LibraryLocked(
+            f"the library {self.path.parent} is being written by another clipsearch "
+            f"process{f' ({who})' if who else ''}",
+            hint="Wait for it to finish, or stop it, then try again. Searching works meanwhile.",
+        )
 
     def release(self) -> None:
         if self._fd is None:

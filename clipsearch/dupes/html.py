@@ -26,7 +26,7 @@ border-radius:4px;background:#eee} figcaption{font-size:12px;word-break:break-al
 
 def _thumb(path: str) -> str | None:
     from clipsearch.errors import UnreadableImage
-    from clipsearch.images import open_image
+    from clipsearch.media.images import open_image
 
     try:
         img, _ = open_image(path, draft_size=200)

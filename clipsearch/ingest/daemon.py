@@ -4,10 +4,11 @@ One process, one writer: the daemon holds the library's writer lock for its whol
 
 1. **start**: remember the roots, load the model and the index, start the observers, then a
    catch-up scan (an ordinary index run over the roots) for whatever changed while it was down.
-2. **loop**: take what has settled from the :class:`~clipsearch.watch.PendingQueue` and apply
-   it through the library (moves rename rows; new folders are scanned for files; files are
-   synced in small index runs, committed per batch as usual). A catch-up scan also runs every
-   `reconcile_interval` seconds, and when the kernel reports dropped events.
+2. **loop**: take what has settled from the
+   :class:`~clipsearch.ingest.watch_queue.PendingQueue` and apply it through the library
+   (moves rename rows; new folders are scanned for files; files are synced in small runs,
+   committed per batch as usual). A catch-up scan also runs every `reconcile_interval`
+   seconds, and when the kernel reports dropped events.
 3. **checkpoints**: every change is committed with its vector-log entry at once, so searches in
    other processes see it; the index *file* is rewritten only every `save_every` changes (or 5%
    of the library, whichever is more) or `save_interval` seconds, and at exit.
@@ -36,9 +37,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from clipsearch import fs
 from clipsearch.errors import ClipsearchError
-from clipsearch.watch import Batch, Observers, OverflowAlarm, PendingQueue, RootHandler
+from clipsearch.ingest.watch_queue import Batch, Observers, OverflowAlarm, PendingQueue, RootHandler
+from clipsearch.media import fs
 
 log = logging.getLogger(__name__)
 
@@ -335,7 +336,7 @@ class WatchDaemon:
             self._request_reconcile(f"{', '.join(back)} can be watched (again)")
 
     def _maybe_save(self) -> None:
-        unsaved = self.lib.unsaved_changes()
+        unsaved = self.lib.vectors.unsaved_changes()
         if unsaved <= 0:
             self._unsaved_since = None
             return
@@ -348,7 +349,7 @@ class WatchDaemon:
             self._save()
 
     def _save(self) -> None:
-        self.lib.save_index()
+        self.lib.vectors.save()
         self.index_saved_at = time.time()
         self._unsaved_since = None
         log.debug("index file saved")

@@ -15,21 +15,16 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clipsearch import fs
-from clipsearch.errors import ClipsearchError
+from clipsearch.errors import QuarantineError
+from clipsearch.media import fs
+from clipsearch.store.store import Store
 
 QUARANTINE_META = "quarantine_dirs"
-
-
-class QuarantineError(ClipsearchError):
-    """A quarantine folder or undo log that cannot be used."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -54,7 +49,7 @@ class MoveReport:
         }
 
 
-def check_destination(dest: str | Path, roots: Sequence[str], library: str | Path) -> str:
+def check_destination(dest: str | Path, roots: Sequence[str]) -> str:
     """The absolute quarantine folder; refused inside an indexed folder (it would come back)."""
     full = os.path.abspath(os.path.expanduser(str(dest)))
     for root in roots:
@@ -89,12 +84,21 @@ def _move_file(src: str, dst: str) -> None:
     os.unlink(src)
 
 
+MoveFn = Callable[[str, str], int]  # Library.move_path: the library follows a moved file
+
+
 def move_files(
-    lib: Any, items: Iterable[tuple[int, str]], dest: str, *, log_path: str | None = None
+    store: Store,
+    items: Iterable[tuple[int, str]],
+    dest: str,
+    *,
+    follow: MoveFn,
+    log_path: str | None = None,
 ) -> MoveReport:
-    """Move images `(id, path)` into `dest`; the library follows. The caller holds the lock."""
-    roots = [r for r, _ in lib.store.roots()]
-    dest = check_destination(dest, roots, lib.path)
+    """Move images `(id, path)` into `dest`; `follow(src, dst)` records each move in the
+    library. The caller holds the writer lock."""
+    roots = [r for r, _ in store.roots()]
+    dest = check_destination(dest, roots)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     log_path = log_path or os.path.join(dest, f"clipsearch-undo-{stamp}.jsonl")
     report = MoveReport(log=log_path)
@@ -114,9 +118,9 @@ def move_files(
             entry = {"id": image_id, "from": path, "to": target, "at": time.time()}
             log.write(json.dumps(entry) + "\n")
             log.flush()
-            lib.move_path(path, target)
+            follow(path, target)
             report.moved.append({"id": image_id, "from": path, "to": target})
-    _remember(lib, dest)
+    _remember(store, dest)
     if not report.moved:
         with contextlib.suppress(OSError):
             if os.path.getsize(log_path) == 0:
@@ -133,15 +137,15 @@ def _cannot_move(path: str, target: str) -> str | None:
     return None
 
 
-def _remember(lib: Any, dest: str) -> None:
-    known = json.loads(lib.store.get_meta(QUARANTINE_META, "[]") or "[]")
+def _remember(store: Store, dest: str) -> None:
+    known = quarantine_dirs(store)
     if dest not in known:
-        lib.store.set_meta({QUARANTINE_META: json.dumps([*known, dest])})
+        store.set_meta({QUARANTINE_META: json.dumps([*known, dest])})
 
 
-def quarantine_dirs(lib: Any) -> list[str]:
+def quarantine_dirs(store: Store) -> list[str]:
     """Folders duplicates were moved into (left out of later `dupes` runs)."""
-    return json.loads(lib.store.get_meta(QUARANTINE_META, "[]") or "[]")
+    return json.loads(store.get_meta(QUARANTINE_META, "[]") or "[]")
 
 
 def read_log(log_path: str | Path) -> list[dict[str, Any]]:
@@ -170,7 +174,7 @@ def read_log(log_path: str | Path) -> list[dict[str, Any]]:
     return entries
 
 
-def undo(lib: Any, log_path: str | Path) -> MoveReport:
+def undo(log_path: str | Path, *, follow: MoveFn) -> MoveReport:
     """Move the files of an undo log back where they were (newest first). Lock held by caller."""
     entries = read_log(log_path)
     report = MoveReport(log=str(log_path))
@@ -189,6 +193,6 @@ def undo(lib: Any, log_path: str | Path) -> MoveReport:
         if reason is not None:
             report.skipped.append(Skipped(src, reason))
             continue
-        lib.move_path(src, dst)
+        follow(src, dst)
         report.moved.append({"id": entry.get("id"), "from": src, "to": dst})
     return report

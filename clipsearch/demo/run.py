@@ -1,6 +1,6 @@
 """`clipsearch demo`: a small collection, indexed and searched offline, end to end.
 
-It renders a collection from the procedural shapes world (`clipsearch.shapes`), indexes it
+It renders a collection from the procedural shapes world (`clipsearch.demo.shapes`), indexes it
 with the shipped `tiny-shapes` model (no download), and runs a few text and image queries.
 Every file name carries its true caption, so each hit can be marked right or wrong.
 """
@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from clipsearch.ingest import IndexSummary, ProgressFn
+from clipsearch.ingest.run import IngestSummary, ProgressFn
 from clipsearch.library import Library
-from clipsearch.search import SearchResult
+from clipsearch.query.search import SearchResult
 
 if TYPE_CHECKING:
-    from clipsearch import shapes
+    from clipsearch.demo import shapes
 
 DEMO_MODEL = "tiny-shapes"
 TEXT_QUERIES = (
@@ -43,7 +43,7 @@ class DemoReport:
     photos: Path
     library: Path
     model: str
-    summary: IndexSummary
+    summary: IngestSummary
     queries: list[DemoQuery] = field(default_factory=list)
 
 
@@ -69,7 +69,7 @@ def run_demo(
     The collection mixes random scenes with `k` scenes that truly match each text query, so
     every query has right answers to find among distractors.
     """
-    from clipsearch import shapes
+    from clipsearch.demo import shapes
 
     step = on_step or (lambda _msg: None)
     photos = folder / "photos"
@@ -102,6 +102,6 @@ def run_demo(
 
 
 def _grade(hits: list[SearchResult], want: shapes.Description) -> list[bool]:
-    from clipsearch import shapes
+    from clipsearch.demo import shapes
 
     return [want.matches(shapes.parse_caption(Path(h.path).stem)) for h in hits]

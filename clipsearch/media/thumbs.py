@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from clipsearch.images import open_image
+from clipsearch.media.images import open_image
 
 THUMB_DIR = "thumbs"
 SIZES = (160, 320, 640, 1280)  # longest side in pixels; anything else is refused

@@ -24,15 +24,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from clipsearch import fs, phash
-from clipsearch.encoder import Encoder
 from clipsearch.errors import UnreadableImage
-from clipsearch.images import (
+from clipsearch.media import fs, phash
+from clipsearch.media.images import (
     ImageInfo,
     PreprocessParams,
     content_hash,
@@ -40,9 +38,10 @@ from clipsearch.images import (
     prepare,
     read_file,
 )
-from clipsearch.index import VectorIndex
+from clipsearch.model.encoder import Encoder
 from clipsearch.store.features import get_hashes
 from clipsearch.store.store import Changes, FailureRow, ImageRow, NewImage, Store
+from clipsearch.store.vector_cache import VectorCache
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,7 @@ class FailedFile:
 
 
 @dataclass
-class IndexSummary:
+class IngestSummary:
     """What an index run did. `to_dict()` is the stable `--json` shape."""
 
     added: int = 0
@@ -66,6 +65,18 @@ class IndexSummary:
     seconds: float = 0.0
     embedded: int = 0  # images that went through the model
     timings: dict[str, float] = field(default_factory=dict)
+
+    def add(self, other: IngestSummary) -> None:
+        """Add another run's counts and failures to this one (e.g. a second pass)."""
+        self.added += other.added
+        self.updated += other.updated
+        self.moved += other.moved
+        self.removed += other.removed
+        self.unchanged += other.unchanged
+        self.failed += other.failed
+        self.embedded += other.embedded
+        self.failures += other.failures
+        self.interrupted = self.interrupted or other.interrupted
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -167,13 +178,13 @@ def _yield_to_the_model() -> None:
         os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + 10)
 
 
-class IndexRun:
+class IngestRun:
     """One `index` run over some roots. Not reusable."""
 
     def __init__(
         self,
         store: Store,
-        index: Callable[[], VectorIndex],
+        vectors: VectorCache,
         encoder: Callable[[], Encoder],
         *,
         exclude: Iterable[str] = (),
@@ -181,23 +192,20 @@ class IndexRun:
         batch_size: int = 32,
         progress: ProgressFn | None = None,
         source: str = "photos",
-        index_lock: AbstractContextManager | None = None,
         defer_failure: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.store = store
         # Called with (path, reason) for a file that cannot be read; True leaves it unrecorded
         # (the caller retries it later: the watch daemon gives a settling file a second try).
         self.defer_failure = defer_failure
-        self._index_lock = index_lock or contextlib.nullcontext()
-        self._index_provider = index  # called before the first commit (loads/repairs it)
-        self._index: VectorIndex | None = None
+        self.vectors = vectors  # commits go through it: the store and the index in step
         self._encoder_provider = encoder  # called on first file that needs the model
         self.exclude = list(exclude)
         self.workers = workers if workers is not None else min(4, os.cpu_count() or 1)
         self.batch_size = batch_size
         self.progress = progress or (lambda p: None)
         self.source = source
-        self.summary = IndexSummary()
+        self.summary = IngestSummary()
         self._changes = Changes()
         self._batch: list[_Prepared] = []
         self._moved_ids: set[int] = set()
@@ -213,14 +221,7 @@ class IndexRun:
     def encoder(self) -> Encoder:
         return self._encoder_provider()
 
-    @property
-    def index(self) -> VectorIndex:
-        # Fetched once: from then on this run (the only writer) keeps it in step itself.
-        if self._index is None:
-            self._index = self._index_provider()
-        return self._index
-
-    def run(self, roots: list[str]) -> IndexSummary:
+    def run(self, roots: list[str]) -> IngestSummary:
         start = time.perf_counter()
         try:
             jobs, gone_failures = self._scan_and_diff(roots)
@@ -424,23 +425,9 @@ class IndexRun:
 
     def _commit(self, changes: Changes) -> None:
         t0 = time.perf_counter()
-        with _deferred_interrupts(), self._index_lock:  # searches here wait while it changes
-            index = self.index  # before the commit: catching up must not replay it
-            new_ids, last_seq = self.store.apply(changes)
-            # Mirror the commit in the in-memory index.
-            stale = [i for i, _ in changes.replaces] + changes.removes
-            index.remove(stale)
-            add_ids = new_ids + [i for i, n in changes.replaces if n.vector is not None]
-            add_vecs = [n.vector for n in changes.inserts] + [
-                n.vector for _, n in changes.replaces if n.vector is not None
-            ]
-            if add_ids:
-                index.add(np.asarray(add_ids, np.int64), np.stack(add_vecs))
-            if last_seq is not None:
-                index.seq = last_seq
-            self.vector_ids.extend(add_ids)
-            for name, n in self._uncommitted.items():
-                setattr(self.summary, name, getattr(self.summary, name) + n)
+        with _deferred_interrupts():  # the commit and its bookkeeping happen together
+            self.vector_ids.extend(self.vectors.apply(changes))
+            self.summary.add(IngestSummary(**self._uncommitted))
             self.summary.failures.extend(self._uncommitted_failures)
             self._uncommitted = dict.fromkeys(self._uncommitted, 0)
             self._uncommitted_failures = []

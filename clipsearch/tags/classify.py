@@ -6,7 +6,7 @@ averaged and renormalised. An image's probabilities over a label set are the sof
 model's logit scale times the cosine similarities.
 
 Vocabularies: the built-in `coco` (80 classes) and `imagenet` (1000 classes) shipped in
-`clipsearch/vocab/`, or a text file with one label per line (blank lines and `#` comments
+`clipsearch/tags/vocab/`, or a text file with one label per line (blank lines and `#` comments
 ignored). `tag` stores, per image, every label whose probability reaches `min_score` (at
 most `MAX_TAGS`, best first) and remembers the vocabulary, so images indexed later are
 tagged too.
@@ -18,15 +18,20 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from clipsearch.errors import ClipsearchError
+from clipsearch.errors import TagError
+from clipsearch.media import fs
 from clipsearch.store import features
+from clipsearch.store.store import Store
+
+if TYPE_CHECKING:
+    from clipsearch.model.encoder import Encoder
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +55,6 @@ DEFAULT_MIN_SCORE = 0.1
 MAX_TAGS = 5
 MAX_LABELS = 5000
 _CHUNK = 8192
-
-
-class TagError(ClipsearchError):
-    """Labels or a vocabulary that cannot be used."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -140,66 +139,78 @@ def label_vectors(
     return (mean / np.linalg.norm(mean, axis=1, keepdims=True)).astype(np.float32)
 
 
-def cached_label_vectors(lib: Any, labels: Sequence[str]) -> np.ndarray:
-    """`label_vectors`, cached in the library folder per model and label list."""
-    enc = lib.encoder.load()
-    templates = templates_for(lib.model)
-    key = hashlib.blake2b(
-        json.dumps([lib.model, enc.fingerprint, list(templates), list(labels)]).encode(),
-        digest_size=8,
-    ).hexdigest()
-    cache = Path(lib.path) / "labels" / f"{key}.npy"
-    if cache.exists():
+@dataclass(frozen=True)
+class Labeller:
+    """Labels -> vectors and images -> label probabilities, for one library's model.
+
+    `model` is the library's canonical model spec (it picks the prompt templates);
+    label vectors are cached in `cache_dir` per model, weights and label list.
+    """
+
+    encoder: Encoder
+    model: str
+    cache_dir: Path
+
+    def label_vectors(self, labels: Sequence[str]) -> np.ndarray:
+        """`label_vectors` for these labels, from the cache when it has them."""
+        enc = self.encoder.load()
+        templates = templates_for(self.model)
+        key = hashlib.blake2b(
+            json.dumps([self.model, enc.fingerprint, list(templates), list(labels)]).encode(),
+            digest_size=8,
+        ).hexdigest()
+        cache = self.cache_dir / f"{key}.npy"
+        if cache.exists():
+            try:
+                vecs = np.load(cache)
+                if vecs.shape[0] == len(labels):
+                    return vecs
+            except (OSError, ValueError):
+                pass
+        vecs = label_vectors(enc, labels, templates)
         try:
-            vecs = np.load(cache)
-            if vecs.shape[0] == len(labels):
-                return vecs
-        except (OSError, ValueError):
-            pass
-    vecs = label_vectors(enc, labels, templates)
-    try:
-        cache.parent.mkdir(exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npy")
-        np.save(tmp, vecs)
-        os.replace(tmp, cache)
-    except OSError as exc:  # a read-only library still classifies
-        log.debug("cannot cache label vectors: %s", exc)
-    return vecs
+            cache.parent.mkdir(exist_ok=True)
+            tmp = cache.with_suffix(".tmp.npy")
+            np.save(tmp, vecs)
+            os.replace(tmp, cache)
+        except OSError as exc:  # a read-only library still classifies
+            log.debug("cannot cache label vectors: %s", exc)
+        return vecs
 
-
-def probabilities(encoder: Any, image_vectors: np.ndarray, label_vecs: np.ndarray) -> np.ndarray:
-    """Softmax over labels of logit_scale x cosine: (N images, L labels)."""
-    logits = encoder.logit_scale * (image_vectors @ label_vecs.T)
-    logits -= logits.max(axis=1, keepdims=True)
-    p = np.exp(logits)
-    return p / p.sum(axis=1, keepdims=True)
+    def probabilities(self, image_vectors: np.ndarray, label_vecs: np.ndarray) -> np.ndarray:
+        """Softmax over labels of logit_scale x cosine: (N images, L labels)."""
+        logits = self.encoder.logit_scale * (image_vectors @ label_vecs.T)
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(axis=1, keepdims=True)
 
 
 def classify(
-    lib: Any, labels: Sequence[str], *, within: Sequence[str] = (), ids: Sequence[int] = (),
+    store: Store,
+    labeller: Labeller,
+    labels: Sequence[str],
+    *,
+    within: Sequence[str] = (),
+    ids: Sequence[int] = (),
     top: int = 3,
-) -> list[Classification]:  # fmt: skip
+) -> list[Classification]:
     """Each image's best label and probability (all images, or those `within`/`ids`)."""
-    from clipsearch import fs
-
     labels = clean_labels(labels)
-    dim = lib.dim
+    dim = store.dim()
     if dim is None:
         return []
     if ids:
-        rows = lib.store.get_rows(ids)
+        rows = store.get_rows(ids)
     elif within:
-        rows = {
-            r.id: r for r in lib.store.rows_under([fs.normalize_root(w) for w in within]).values()
-        }
+        rows = {r.id: r for r in store.rows_under([fs.normalize_root(w) for w in within]).values()}
     else:
         rows = None
     want = sorted(rows) if rows is not None else None
-    label_vecs = cached_label_vectors(lib, labels)
+    label_vecs = labeller.label_vectors(labels)
     out: list[Classification] = []
-    for vid, vecs in _vector_chunks(lib.store, dim, want):
-        chunk_rows = lib.store.get_rows(vid.tolist()) if rows is None else rows
-        probs = probabilities(lib.encoder, vecs, label_vecs)
+    for vid, vecs in _vector_chunks(store, dim, want):
+        chunk_rows = store.get_rows(vid.tolist()) if rows is None else rows
+        probs = labeller.probabilities(vecs, label_vecs)
         order = np.argsort(-probs, axis=1)[:, : max(1, top)]
         for i, image_id in enumerate(vid.tolist()):
             row = chunk_rows.get(image_id)
@@ -211,7 +222,9 @@ def classify(
     return out
 
 
-def _vector_chunks(store: Any, dim: int, ids: Sequence[int] | None):
+def _vector_chunks(
+    store: Store, dim: int, ids: Sequence[int] | None
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     if ids is None:
         yield from store.iter_vectors(dim, chunk=_CHUNK)
         return
@@ -221,16 +234,20 @@ def _vector_chunks(store: Any, dim: int, ids: Sequence[int] | None):
             yield got
 
 
-def current_vocabulary(lib: Any) -> dict[str, Any] | None:
+def current_vocabulary(store: Store) -> dict[str, Any] | None:
     """The vocabulary `tag` set: {"name", "labels", "min_score"}, or None."""
-    raw = lib.store.get_meta(VOCAB_META)
+    raw = store.get_meta(VOCAB_META)
     return json.loads(raw) if raw else None
 
 
 def tag_library(
-    lib: Any, vocabulary: str | Sequence[str], *, min_score: float = DEFAULT_MIN_SCORE,
+    store: Store,
+    labeller: Labeller,
+    vocabulary: str | Sequence[str],
+    *,
+    min_score: float = DEFAULT_MIN_SCORE,
     progress: Callable[[str, int, int], None] | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Tag every image with `vocabulary` (old tags go) and remember it. Lock held by caller."""
     if not 0.0 <= min_score <= 1.0:
         raise TagError(f"--min-score must be between 0 and 1, got {min_score}")
@@ -239,36 +256,46 @@ def tag_library(
     else:  # explicit labels (the HTTP API never names a file)
         vocab = Vocabulary("custom", clean_labels(vocabulary))
     setting = {"name": vocab.name, "labels": list(vocab.labels), "min_score": min_score}
-    tagged = _tag_ids(lib, None, setting, everything=True, progress=progress)
-    lib.store.set_meta({VOCAB_META: json.dumps(setting)})
-    return {"vocabulary": vocab.name, "labels": len(vocab.labels), "images": tagged,
-            "min_score": min_score, "tags": features.tag_counts(lib.store)[:20]}  # fmt: skip
+    tagged = _tag_ids(store, labeller, None, setting, everything=True, progress=progress)
+    store.set_meta({VOCAB_META: json.dumps(setting)})
+    return {
+        "vocabulary": vocab.name,
+        "labels": len(vocab.labels),
+        "images": tagged,
+        "min_score": min_score,
+        "tags": features.tag_counts(store)[:20],
+    }
 
 
-def tag_new(lib: Any, ids: Sequence[int]) -> int:
+def tag_new(store: Store, labeller: Labeller, ids: Sequence[int]) -> int:
     """Tag freshly indexed images with the library's vocabulary (if it has one)."""
-    setting = current_vocabulary(lib)
+    setting = current_vocabulary(store)
     if not setting or not ids:
         return 0
-    return _tag_ids(lib, list(ids), setting, everything=False, progress=None)
+    return _tag_ids(store, labeller, list(ids), setting, everything=False, progress=None)
 
 
 def _tag_ids(
-    lib: Any, ids: list[int] | None, setting: dict[str, Any], *, everything: bool,
+    store: Store,
+    labeller: Labeller,
+    ids: list[int] | None,
+    setting: dict[str, Any],
+    *,
+    everything: bool,
     progress: Callable[[str, int, int], None] | None,
-) -> int:  # fmt: skip
-    dim = lib.dim
+) -> int:
+    dim = store.dim()
     if dim is None:
         if everything:
-            features.replace_tags(lib.store, {}, everything=True)
+            features.replace_tags(store, {}, everything=True)
         return 0
     labels = setting["labels"]
     min_score = float(setting.get("min_score", DEFAULT_MIN_SCORE))
-    label_vecs = cached_label_vectors(lib, labels)
+    label_vecs = labeller.label_vectors(labels)
     tags: dict[int, list[tuple[str, float]]] = {}
-    total = lib.store.vector_count() if ids is None else len(ids)
-    for vid, vecs in _vector_chunks(lib.store, dim, ids):
-        probs = probabilities(lib.encoder, vecs, label_vecs)
+    total = store.vector_count() if ids is None else len(ids)
+    for vid, vecs in _vector_chunks(store, dim, ids):
+        probs = labeller.probabilities(vecs, label_vecs)
         order = np.argsort(-probs, axis=1)[:, :MAX_TAGS]
         for i, image_id in enumerate(vid.tolist()):
             tags[image_id] = [
@@ -276,5 +303,5 @@ def _tag_ids(
             ]
         if progress:
             progress("tag", len(tags), total)
-    features.replace_tags(lib.store, tags, everything=everything)
+    features.replace_tags(store, tags, everything=everything)
     return len(tags)

@@ -1,0 +1,1 @@
+"""Duplicates: finding groups, moving copies into quarantine (and back), the HTML report."""

@@ -1,0 +1,1 @@
+"""record -> vector: model specs (what a user types after --model) and the encoder."""

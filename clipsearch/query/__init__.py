@@ -1,0 +1,1 @@
+"""Queries: the one parser (expressions and filters), the builder, and search."""

@@ -1,0 +1,248 @@
+"""The vector index cache: the one owner of the FAISS file, its log position and its replay.
+
+SQLite is the source of truth, vectors included; the FAISS index is a cache of it. Every
+change to a vector is appended to `vector_log` in the transaction that makes it, and the
+index file is named after the last log entry it contains (`vectors-<seq>.faiss`). So:
+
+- **opening**: load the newest readable file, replay newer log entries (idempotent), and
+  rebuild from the vectors table when the file is missing, damaged, of another size, or
+  disagrees with the store after replay;
+- **committing** (:meth:`VectorCache.apply`, :meth:`VectorCache.move`): the store
+  transaction and the in-memory index change together, while searches in this process wait;
+- **saving**: only the writer (the process holding the library's lock) writes the file and
+  prunes the log up to it; a reader that had to rebuild saves when nobody writes.
+
+Nobody else touches the index's `seq`, the files or the log pruning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from clipsearch.errors import LibraryError
+from clipsearch.store.faiss_index import VectorIndex, index_files
+from clipsearch.store.lock import WriterLock
+from clipsearch.store.store import Changes, Store
+
+log = logging.getLogger(__name__)
+
+SAVE_AFTER_REPLAY = 2_000  # log entries a writer replays before it re-saves the index file
+
+
+class _Stale(Exception):
+    """The index file is older than the pruned log: load a newer one or rebuild."""
+
+
+class VectorCache:
+    """The library's FAISS index, kept in step with the store (thread-safe)."""
+
+    def __init__(self, folder: Path, store: Store, lock: WriterLock) -> None:
+        self.folder = folder
+        self.store = store
+        self._lock = lock
+        self._index: VectorIndex | None = None
+        # Catching up mutates the index: searches in other threads wait for that.
+        self._mutex = threading.RLock()
+        self._saved_seq = -1  # the log position of the file on disk, as far as we know
+
+    @property
+    def dim(self) -> int | None:
+        return self.store.dim()
+
+    # --- reading ------------------------------------------------------------------------
+    def index(self) -> VectorIndex:
+        """The index, loaded, caught up with the store (and repaired if needed).
+
+        With no vectors yet (no vector size recorded) an empty stand-in, not cached.
+        """
+        with self._mutex:
+            return self._current()
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[VectorIndex]:
+        """The caught-up index, held steady (no updates from this process) while in use."""
+        with self._mutex:
+            yield self._current()
+
+    def describe(self) -> dict:
+        """What `status` shows about the index: kind, vectors, nprobe, file."""
+        index = self.index() if self.dim is not None else None
+        files = index_files(self.folder)
+        return {
+            "kind": index.kind if index else None,
+            "vectors": index.ntotal if index else 0,
+            "nprobe": index.nprobe if index else None,
+            "file": files[-1].name if files else None,
+        }
+
+    def unsaved_changes(self) -> int:
+        """Vector changes committed since the index file was last written."""
+        pruned = int(self.store.get_meta("log_pruned_upto", "0") or 0)
+        return max(0, self.store.max_seq() - max(pruned, self._saved_seq))
+
+    # --- committing -------------------------------------------------------------------------
+    def apply(self, changes: Changes) -> list[int]:
+        """Commit `changes` to the store and mirror them in the index, as one step for searches
+        in this process. Returns the ids given a (new) vector."""
+        with self._mutex:
+            index = self._current_or_none()  # before the commit: catching up must not replay it
+            new_ids, last_seq = self.store.apply(changes)
+            add_ids = new_ids + [i for i, n in changes.replaces if n.vector is not None]
+            if index is None:
+                return add_ids
+            index.remove([i for i, _ in changes.replaces] + changes.removes)
+            add_vecs = [n.vector for n in changes.inserts] + [
+                n.vector for _, n in changes.replaces if n.vector is not None
+            ]
+            if add_ids:
+                index.add(np.asarray(add_ids, np.int64), np.stack(add_vecs))
+            if last_seq is not None:
+                index.seq = last_seq
+            return add_ids
+
+    def move(self, src: str, dst: str) -> int:
+        """Rename a file or folder's images in the store (ids and vectors stay); an image
+        recorded at a destination path is replaced. Returns the images moved."""
+        with self._mutex:
+            index = self._current_or_none()
+            moved, removed, last_seq = self.store.move_paths(src, dst)
+            if index is not None:
+                index.remove(removed)
+                if last_seq is not None:
+                    index.seq = last_seq
+            return moved
+
+    def reset(self, meta: dict[str, str]) -> None:
+        """Drop every vector and record `meta` (a new model), then start an empty index file.
+
+        The caller holds the writer lock.
+        """
+        with self._mutex:
+            self.store.clear_vectors(meta)
+            for f in index_files(self.folder):
+                f.unlink()
+            self._index = None
+            self._current_or_none()  # an empty index, saved (rebuilt indexes are)
+
+    # --- saving -----------------------------------------------------------------------------
+    def save(self) -> None:
+        """Write the index file if this process's index holds entries the file lacks.
+
+        A writer's checkpoint: afterwards readers replay nothing. Takes the writer lock if
+        this process does not hold it. The index is caught up first, so the file never
+        claims log entries it does not contain; an index this process never loaded was not
+        changed by it and is left alone.
+        """
+        if self._index is None or self.dim is None:
+            return
+        with self._lock.holding("clipsearch (saving the index)"), self._mutex:
+            index = self._current()  # with the writer lock nobody else writes
+            if index.seq > self._saved_seq:
+                self._save(index)
+
+    def discard_temp_files(self) -> None:
+        """Remove temporary files of a writer killed mid-save. The caller holds the lock."""
+        for tmp in self.folder.glob(".vectors-*.tmp"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+    # --- the cache itself ---------------------------------------------------------------------
+    def _current_or_none(self) -> VectorIndex | None:
+        return self._current() if self.dim is not None else None
+
+    def _current(self) -> VectorIndex:
+        dim = self.dim
+        if dim is None:
+            return VectorIndex.empty(1)
+        if self._index is not None and self._index.dim == dim:
+            try:
+                self._catch_up(self._index)
+                return self._index
+            except _Stale:
+                pass
+        self._index = None
+        self._index = self._load(dim)
+        return self._index
+
+    def _load(self, dim: int) -> VectorIndex:
+        for _ in range(3):
+            index = VectorIndex.load_latest(self.folder)
+            if index is None or index.dim != dim:
+                break
+            self._saved_seq = index.seq
+            try:
+                self._catch_up(index)
+                if index.ntotal != self.store.vector_count():
+                    self._catch_up(index)  # a writer may have committed meanwhile
+            except _Stale:
+                continue  # a writer saved a newer file and pruned the log: load that one
+            if index.ntotal == self.store.vector_count():
+                return index
+            log.warning(
+                "index file disagrees with the database (%d vs %d vectors); rebuilding",
+                index.ntotal,
+                self.store.vector_count(),
+            )
+            break
+        return self._rebuild(dim)
+
+    def _rebuild(self, dim: int) -> VectorIndex:
+        while True:
+            seq = self.store.max_seq()
+            parts = list(self.store.iter_vectors(dim))
+            ids = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, np.int64)
+            vecs = (
+                np.concatenate([p[1] for p in parts]) if parts else np.empty((0, dim), np.float32)
+            )
+            index = VectorIndex.build(dim, ids, vecs)
+            index.seq = seq
+            try:
+                self._catch_up(index)  # entries committed while we read replay idempotently
+            except _Stale:
+                continue
+            self._save_after_rebuild(index)
+            return index
+
+    def _catch_up(self, index: VectorIndex) -> None:
+        """Replay vector-log entries newer than the index (idempotent)."""
+        pruned = int(self.store.get_meta("log_pruned_upto", "0") or 0)
+        if index.seq < pruned:  # entries it needs were pruned after a newer file was saved
+            raise _Stale()
+        entries = self.store.log_since(index.seq)
+        if not entries:
+            return
+        final: dict[int, str] = {}
+        for _, image_id, op in entries:
+            final[image_id] = op
+        index.remove(list(final))
+        ids, vecs = self.store.get_vectors([i for i, op in final.items() if op == "add"], index.dim)
+        index.add(ids, vecs)
+        index.seq = entries[-1][0]
+        if self._lock.held and len(entries) >= SAVE_AFTER_REPLAY:
+            self._save(index)
+
+    def _save_after_rebuild(self, index: VectorIndex) -> None:
+        """A rebuilt index is saved: by the writer, or by a reader when nobody writes."""
+        if self._lock.held:
+            self._save(index)
+            return
+        try:
+            self._lock.acquire("clipsearch (saving the index)")
+        except LibraryError:
+            return  # somebody writes: they will save
+        try:
+            self._save(index)
+        finally:
+            self._lock.release()
+
+    def _save(self, index: VectorIndex) -> None:
+        self.discard_temp_files()
+        index.save(self.folder, index.seq)
+        self._saved_seq = index.seq
+        self.store.prune_log(index.seq)

@@ -1,0 +1,1 @@
+"""Zero-shot classification and tags, and the built-in vocabularies (vocab/)."""
