@@ -270,9 +270,13 @@ class Library:
         roots = [os.path.abspath(p) for p in paths]
         with self._lock.holding("clipsearch (syncing files)"):
             return self._ingest(
-                roots, progress=None, source="photos", remember=remember, save=save,
+                roots,
+                progress=None,
+                source="photos",
+                remember=remember,
+                save=save,
                 defer_failure=defer_failure,
-            )  # fmt: skip
+            )
 
     def move_path(self, src: str | Path, dst: str | Path) -> int:
         """Record that a file or folder moved on disk: its images keep ids and vectors.
@@ -560,8 +564,11 @@ def _vocabulary_status(meta: dict[str, str]) -> dict[str, Any] | None:
     if not raw:
         return None
     v = json.loads(raw)
-    return {"name": v.get("name"), "labels": len(v.get("labels", [])),
-            "min_score": v.get("min_score")}  # fmt: skip
+    return {
+        "name": v.get("name"),
+        "labels": len(v.get("labels", [])),
+        "min_score": v.get("min_score"),
+    }
 
 
 def _daemon_status(folder: Path, holder: dict) -> dict[str, Any] | None:

@@ -40,9 +40,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DATASET = REPO.parent / "shared" / "datasets" / "imagenet-sample"
 TRANSFORMS = (
-    "resize50", "resize25", "jpeg30", "crop90", "bright+25", "bright-25", "hflip",
-    "reencode", "rotate",
-)  # fmt: skip
+    "resize50",
+    "resize25",
+    "jpeg30",
+    "crop90",
+    "bright+25",
+    "bright-25",
+    "hflip",
+    "reencode",
+    "rotate",
+)
 
 
 def make_copies(src: str, n: int, out: Path) -> list[tuple[str, str]]:
@@ -66,7 +73,7 @@ def make_copies(src: str, n: int, out: Path) -> list[tuple[str, str]]:
         "hflip": (img.transpose(Image.Transpose.FLIP_LEFT_RIGHT), "JPEG", {"quality": 90}),
         "reencode": (img, "PNG", {}) if n % 2 == 0 else (img, "WEBP", {"quality": 80}),
         "rotate": (img.rotate(3 + n % 3, Image.Resampling.BICUBIC), "JPEG", {"quality": 90}),
-    }  # fmt: skip
+    }
     out_paths = []
     for name, (picture, fmt, options) in jobs.items():
         ext = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}[fmt]
@@ -117,9 +124,13 @@ def score(predicted: set[tuple[str, str]], true: set[tuple[str, str]]) -> dict:
     r = tp / len(true) if true else 1.0
     f1 = 2 * p * r / (p + r) if p + r else 0.0
     return {
-        "precision": round(p, 4), "recall": round(r, 4), "f1": round(f1, 4),
-        "true_pairs": len(true), "found_pairs": len(predicted), "false_pairs": len(predicted) - tp,
-    }  # fmt: skip
+        "precision": round(p, 4),
+        "recall": round(r, 4),
+        "f1": round(f1, 4),
+        "true_pairs": len(true),
+        "found_pairs": len(predicted),
+        "false_pairs": len(predicted) - tp,
+    }
 
 
 def per_transform(groups: list[list[str]], truth: dict[str, str], kind: dict[str, str]) -> dict:
@@ -154,17 +165,24 @@ def run_clipsearch(originals, copies_dir: Path, lib_dir: Path, max_distance: int
         t0 = time.perf_counter()
         with_similar = lib.duplicates(max_distance=max_distance, threshold=0.95)
         similar_s = time.perf_counter() - t0
-        rows = lib.store.get_rows({p.a for g in report.groups for p in g.pairs}
-                                  | {p.b for g in report.groups for p in g.pairs})  # fmt: skip
+        rows = lib.store.get_rows(
+            {p.a for g in report.groups for p in g.pairs}
+            | {p.b for g in report.groups for p in g.pairs}
+        )
     groups = [[m.path for m in g.members] for g in report.groups]
     direct = {
         tuple(sorted((rows[p.a].path, rows[p.b].path))) for g in report.groups for p in g.pairs
     }
-    return {"groups": groups, "direct": direct, "index_seconds": round(index_s, 2),
-            "indexed": summary.added, "group_seconds": round(group_s, 3),
-            "with_similar_seconds": round(similar_s, 3),
-            "pairs_by_reason": report.pairs,
-            "similar_groups": len(with_similar.groups)}  # fmt: skip
+    return {
+        "groups": groups,
+        "direct": direct,
+        "index_seconds": round(index_s, 2),
+        "indexed": summary.added,
+        "group_seconds": round(group_s, 3),
+        "with_similar_seconds": round(similar_s, 3),
+        "pairs_by_reason": report.pairs,
+        "similar_groups": len(with_similar.groups),
+    }
 
 
 def run_imagededup(method_name: str, all_dir: Path) -> dict:
@@ -206,9 +224,12 @@ def main() -> None:
         ours = run_clipsearch(originals, copies, Path(tmp) / "library", max_distance)
         our_groups = [[os.path.realpath(p) for p in g] for g in ours.pop("groups")]
         result: dict = {
-            "dataset": str(DATASET), "originals": len(originals),
-            "originals_with_copies": len(true_groups), "copies": len(truth),
-            "images": len(originals) + len(truth), "build_seconds": round(build_s, 1),
+            "dataset": str(DATASET),
+            "originals": len(originals),
+            "originals_with_copies": len(true_groups),
+            "copies": len(truth),
+            "images": len(originals) + len(truth),
+            "build_seconds": round(build_s, 1),
             "clipsearch": {
                 "methods": "exact + near (pHash+dHash, as-is and mirrored)",
                 "max_distance_bits_of_128": max_distance,
@@ -220,7 +241,7 @@ def main() -> None:
                 ),
                 **ours,
             },
-        }  # fmt: skip
+        }
         if not args.skip_imagededup:
             flat = Path(tmp) / "all"
             flat.mkdir()

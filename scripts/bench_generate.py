@@ -34,10 +34,17 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGENET_F16 = {
-    "double_z": False, "z_channels": 256, "resolution": 256, "in_channels": 3, "out_ch": 3,
-    "ch": 128, "ch_mult": [1, 1, 2, 2, 4], "num_res_blocks": 2, "attn_resolutions": [16],
+    "double_z": False,
+    "z_channels": 256,
+    "resolution": 256,
+    "in_channels": 3,
+    "out_ch": 3,
+    "ch": 128,
+    "ch_mult": [1, 1, 2, 2, 4],
+    "num_res_blocks": 2,
+    "attn_resolutions": [16],
     "dropout": 0.0,
-}  # fmt: skip
+}
 PROMPTS = ["sunset over the sea:1", "people:-0.5"]
 
 
@@ -71,13 +78,15 @@ def run_variant(variant: str, size: int, steps: int, cutouts: int, threads: int)
     opt = torch.optim.Adam(params, lr=0.1)
     if variant == "clipsearch":
         vq.decoder.checkpointing = size * size > 160 * 160  # as clipsearch.generate.run does
-        guide = ClipGuide(clip, tokenizer, prompts, image_size=224, mean=mean, std=std,
-                          cutouts=cutouts)  # fmt: skip
+        guide = ClipGuide(
+            clip, tokenizer, prompts, image_size=224, mean=mean, std=std, cutouts=cutouts
+        )
         loss_fn = guide.loss
     else:
         clip.requires_grad_(True)
-        guide = ClipGuide(clip, tokenizer, prompts, image_size=224, mean=mean, std=std,
-                          cutouts=cutouts)  # fmt: skip
+        guide = ClipGuide(
+            clip, tokenizer, prompts, image_size=224, mean=mean, std=std, cutouts=cutouts
+        )
         clip.requires_grad_(True)  # the guide freezes it; the naive loop does not
         loss_fn = _naive_loss(guide, clip, tokenizer, prompts)
     times = []
@@ -126,23 +135,38 @@ def main() -> int:
     p.add_argument("--variant", choices=["clipsearch", "naive"], help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.variant:  # a child: one variant, JSON on stdout
-        print(json.dumps(run_variant(args.variant, args.size, args.steps, args.cutouts,
-                                     args.threads)))  # fmt: skip
+        print(
+            json.dumps(run_variant(args.variant, args.size, args.steps, args.cutouts, args.threads))
+        )
         return 0
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
     }
     out: dict = {
-        "size": f"{args.size}x{args.size}", "clip": "ViT-B-32 (random weights)",
-        "vqgan": "taming ImageNet f16-16384 config (random weights)", "cutouts": args.cutouts,
-        "threads": args.threads, "cpu_count": os.cpu_count(),
+        "size": f"{args.size}x{args.size}",
+        "clip": "ViT-B-32 (random weights)",
+        "vqgan": "taming ImageNet f16-16384 config (random weights)",
+        "cutouts": args.cutouts,
+        "threads": args.threads,
+        "cpu_count": os.cpu_count(),
         "machine": f"{platform.machine()}, python {platform.python_version()}",
-    }  # fmt: skip
+    }
     for variant in ("clipsearch", "naive"):
-        cmd = [sys.executable, __file__, "--variant", variant, "--size", str(args.size),
-               "--steps", str(args.steps), "--cutouts", str(args.cutouts),
-               "--threads", str(args.threads)]  # fmt: skip
+        cmd = [
+            sys.executable,
+            __file__,
+            "--variant",
+            variant,
+            "--size",
+            str(args.size),
+            "--steps",
+            str(args.steps),
+            "--cutouts",
+            str(args.cutouts),
+            "--threads",
+            str(args.threads),
+        ]
         res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
         if res.returncode != 0:
             print(res.stderr, file=sys.stderr)

@@ -97,9 +97,12 @@ def run_index(args) -> dict:
         for f in files:  # symlinks: the photos stay where they are
             (src / f.name).symlink_to(f)
         lib = Library.open(
-            Path(tmp) / "lib", model=args.model, batch_size=args.batch_size,
-            threads=args.threads, workers=args.workers,
-        )  # fmt: skip
+            Path(tmp) / "lib",
+            model=args.model,
+            batch_size=args.batch_size,
+            threads=args.threads,
+            workers=args.workers,
+        )
         lib.encoder.load()  # model load is not indexing throughput (reported separately)
         t0 = time.perf_counter()
         summary = lib.index([src])
@@ -120,8 +123,18 @@ def child(args) -> None:
 
 
 def spawn(mode: str, args) -> dict:
-    cmd = [sys.executable, __file__, "--child", mode, "--n", str(args.n), "--model", args.model,
-           "--batch-size", str(args.batch_size)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        mode,
+        "--n",
+        str(args.n),
+        "--model",
+        args.model,
+        "--batch-size",
+        str(args.batch_size),
+    ]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     if args.workers is not None:

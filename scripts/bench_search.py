@@ -70,8 +70,10 @@ def make_data(kind: str, n: int, n_queries: int, dim: int, seed: int):
 
 def percentiles(times: list[float]) -> dict:
     ms = np.array(times) * 1e3
-    return {"p50_ms": round(float(np.percentile(ms, 50)), 3),
-            "p99_ms": round(float(np.percentile(ms, 99)), 3)}  # fmt: skip
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 3),
+        "p99_ms": round(float(np.percentile(ms, 99)), 3),
+    }
 
 
 def numpy_search(data: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -115,8 +117,10 @@ def bench_one(kind: str, n: int, args) -> dict:
     before = rss_mb()
     t0 = time.perf_counter()
     exact = VectorIndex.build(args.dim, ids, data, approximate=False)
-    res["exact"] = {"build_s": round(time.perf_counter() - t0, 2),
-                    "memory_mb": round(rss_mb() - before, 1)}  # fmt: skip
+    res["exact"] = {
+        "build_s": round(time.perf_counter() - t0, 2),
+        "memory_mb": round(rss_mb() - before, 1),
+    }
     np_out, np_times, ex_out, ex_times = timed_pair(
         lambda q: numpy_search(data, q, k), lambda q: exact.search(q, k)[0], queries
     )
@@ -135,10 +139,13 @@ def bench_one(kind: str, n: int, args) -> dict:
         before = rss_mb()
         t0 = time.perf_counter()
         approx = VectorIndex.build(args.dim, ids, data, approximate=True)
-        res["approximate"] = {"kind": approx.kind, "nprobe": approx.nprobe,
-                              "nlist": int(approx._index.nlist) if approx.nprobe else None,
-                              "build_s": round(time.perf_counter() - t0, 2),
-                              "memory_mb": round(rss_mb() - before, 1)}  # fmt: skip
+        res["approximate"] = {
+            "kind": approx.kind,
+            "nprobe": approx.nprobe,
+            "nlist": int(approx._index.nlist) if approx.nprobe else None,
+            "build_s": round(time.perf_counter() - t0, 2),
+            "memory_mb": round(rss_mb() - before, 1),
+        }
         ap_out, ap_times = timed(lambda q: approx.search(q, k)[0], queries)
         res["approximate"].update(percentiles(ap_times))
         recall = np.mean(
@@ -165,8 +172,12 @@ def main() -> None:
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--dim", type=int, default=512)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--approx-from", type=int, default=APPROX_THRESHOLD,
-                   help="also build the approximate index from this size")  # fmt: skip
+    p.add_argument(
+        "--approx-from",
+        type=int,
+        default=APPROX_THRESHOLD,
+        help="also build the approximate index from this size",
+    )
     args = p.parse_args()
     results = [bench_one(kind, n, args) for n in args.sizes for kind in args.datasets]
     print(

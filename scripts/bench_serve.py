@@ -66,8 +66,10 @@ def pick_model(requested: str, work: Path) -> tuple[str, bool]:
     except ModelError as exc:
         if requested != "tiny-shapes":
             raise
-        log(f"model {requested} is not available ({exc.message.splitlines()[0]}); "
-            "using a tiny random open_clip model instead (same shape as the tests')")  # fmt: skip
+        log(
+            f"model {requested} is not available ({exc.message.splitlines()[0]}); "
+            "using a tiny random open_clip model instead (same shape as the tests')"
+        )
     import open_clip
     import torch
     from safetensors.torch import save_file
@@ -77,8 +79,10 @@ def pick_model(requested: str, work: Path) -> tuple[str, bool]:
     torch.manual_seed(0)
     model = open_clip.CLIP(**TINY_CFG)
     (out / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_CFG}))
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
-              str(out / "open_clip_model.safetensors"))  # fmt: skip
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        str(out / "open_clip_model.safetensors"),
+    )
     return f"local-dir:{out}", True
 
 
@@ -116,8 +120,16 @@ def build_library(work: Path, model: str, n: int, seed: int) -> tuple[Path, int]
                 path.parent.mkdir(parents=True, exist_ok=True)
                 source, st = sources[i % len(sources)], stats[i % len(sources)]
                 os.link(source, path)
-                row = NewImage(str(path), st.st_size, st.st_mtime_ns, secrets.token_hex(16),
-                               vecs[j], 256, 256, "JPEG")  # fmt: skip
+                row = NewImage(
+                    str(path),
+                    st.st_size,
+                    st.st_mtime_ns,
+                    secrets.token_hex(16),
+                    vecs[j],
+                    256,
+                    256,
+                    "JPEG",
+                )
                 inserts.append(row)
             lib.store.apply(Changes(inserts=inserts))
         log(f"inserted {left} synthetic vectors in {time.perf_counter() - t0:.1f}s")
@@ -145,8 +157,10 @@ def start_server(lib_dir: Path) -> tuple[subprocess.Popen, str, float]:
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [clipsearch_exe(), "--library", str(lib_dir), "serve", "--port", "0"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     while time.perf_counter() - t0 < 300:
         info = read_server_file(lib_dir)
         if info and info.get("pid") == proc.pid:
@@ -181,9 +195,11 @@ class Conn:
 
 def pct(values: list[float]) -> dict:
     ms = np.array(values) * 1e3
-    return {"p50_ms": round(float(np.percentile(ms, 50)), 2),
-            "p99_ms": round(float(np.percentile(ms, 99)), 2),
-            "mean_ms": round(float(ms.mean()), 2)}  # fmt: skip
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "mean_ms": round(float(ms.mean()), 2),
+    }
 
 
 def warm_latency(url: str, n: int) -> dict:
@@ -209,15 +225,27 @@ def timed_cli(lib_dir: Path, runs: int, *extra: str) -> dict:
     for i in range(runs):
         t0 = time.perf_counter()
         out = subprocess.run(
-            [clipsearch_exe(), "--library", str(lib_dir), "search", query_text(10_000 + i),
-             "--json", *extra],
-            capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
+            [
+                clipsearch_exe(),
+                "--library",
+                str(lib_dir),
+                "search",
+                query_text(10_000 + i),
+                "--json",
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         times.append(time.perf_counter() - t0)
         if out.returncode != 0 or len(json.loads(out.stdout)) != 10:
             raise SystemExit(f"clipsearch search failed: {out.stderr}")
-    return {"runs": runs, "median_s": round(statistics.median(times), 3),
-            "min_s": round(min(times), 3)}  # fmt: skip
+    return {
+        "runs": runs,
+        "median_s": round(statistics.median(times), 3),
+        "min_s": round(min(times), 3),
+    }
 
 
 def load_test(url: str, concurrency: int, total: int) -> dict:
@@ -256,9 +284,15 @@ def load_test(url: str, concurrency: int, total: int) -> dict:
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
-    return {"concurrency": concurrency, "requests": total, "errors": len(errors),
-            "error_samples": errors[:3], "seconds": round(wall, 2),
-            "throughput_qps": round(total / wall, 1), **pct(latencies)}  # fmt: skip
+    return {
+        "concurrency": concurrency,
+        "requests": total,
+        "errors": len(errors),
+        "error_samples": errors[:3],
+        "seconds": round(wall, 2),
+        "throughput_qps": round(total / wall, 1),
+        **pct(latencies),
+    }
 
 
 def main() -> None:
@@ -292,9 +326,13 @@ def main() -> None:
         log(f"load: {load}")
         cold_ms, via_ms = cold["median_s"] * 1e3, via_server["median_s"] * 1e3
         result = {
-            "benchmark": "serve", "cpus": os.cpu_count(),
+            "benchmark": "serve",
+            "cpus": os.cpu_count(),
             "model": args.model if not fallback else "tiny random open_clip (tiny-shapes absent)",
-            "model_fallback": fallback, "vectors": args.vectors, "dim": dim, "k": 10,
+            "model_fallback": fallback,
+            "vectors": args.vectors,
+            "dim": dim,
+            "k": 10,
             "server_start_s": round(start_s, 2),
             "warm_http_text_query": warm,
             "cold_cli_search_no_server": cold,
@@ -304,8 +342,9 @@ def main() -> None:
                 "cold_cli_over_cli_with_server": round(cold_ms / via_ms, 2),
             },
             "load": load,
-            "target_p50_ms": 30, "meets_target": warm["p50_ms"] <= 30,
-        }  # fmt: skip
+            "target_p50_ms": 30,
+            "meets_target": warm["p50_ms"] <= 30,
+        }
         print(json.dumps(result, indent=2))
     finally:
         if proc is not None:

@@ -129,11 +129,23 @@ def start_daemon(lib: Path, model: str, folder: Path, settle: float) -> subproce
         ["--log-file", os.environ["BENCH_WATCH_LOG"]] if "BENCH_WATCH_LOG" in os.environ else []
     )
     proc = subprocess.Popen(
-        [CLI, "--library", str(lib), "--model", model, *threads, "-q" if not log_args else "-v",
-         "watch",
-         str(folder), "--settle", str(settle), *log_args],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            CLI,
+            "--library",
+            str(lib),
+            "--model",
+            model,
+            *threads,
+            "-q" if not log_args else "-v",
+            "watch",
+            str(folder),
+            "--settle",
+            str(settle),
+            *log_args,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         try:
@@ -236,11 +248,15 @@ def measure_burst(model: str, files: list[Path], work: Path, settle: float, repe
         index_s, copy_s = _burst_index(model, files, work / f"idx{r}")
         watch_s, copied = _burst_watch(model, files, work / f"watch{r}", settle)
         rounds.append(
-            {"watch_s": round(watch_s, 3), "copy_s": round(copied, 3),
-             "index_s": round(index_s, 3), "index_copy_s": round(copy_s, 3),
-             "ratio": round(watch_s / (copy_s + index_s), 3),
-             "ratio_vs_index_only": round(watch_s / index_s, 3)}
-        )  # fmt: skip
+            {
+                "watch_s": round(watch_s, 3),
+                "copy_s": round(copied, 3),
+                "index_s": round(index_s, 3),
+                "index_copy_s": round(copy_s, 3),
+                "ratio": round(watch_s / (copy_s + index_s), 3),
+                "ratio_vs_index_only": round(watch_s / index_s, 3),
+            }
+        )
         log(f"burst round {r + 1}: {rounds[-1]}")
     ratio = statistics.median(r["ratio"] for r in rounds)
     return {

@@ -200,8 +200,13 @@ def image_query_metrics(
     """
     rng = random.Random(seed)
     ss = 4 if render_size <= 128 else 2
-    other = {"count": shapes.COUNTS, "size": shapes.SIZES, "background": tuple(shapes.BACKGROUNDS),
-             "colour": tuple(shapes.COLOURS), "kind": shapes.SHAPES}  # fmt: skip
+    other = {
+        "count": shapes.COUNTS,
+        "size": shapes.SIZES,
+        "background": tuple(shapes.BACKGROUNDS),
+        "colour": tuple(shapes.COLOURS),
+        "kind": shapes.SHAPES,
+    }
 
     def vary(d: shapes.Description, attr: str) -> shapes.Description:
         # Candidates may be any combination (held-out pairs included): only the query
@@ -215,8 +220,9 @@ def image_query_metrics(
         same = [vary(q, a) for a in ("count", "size", "background")]
         diff = [vary(q, "colour"), vary(q, "colour"), vary(q, "kind")]
         descs = [q, *same, *diff]
-        pics = [shapes.render(shapes.sample_scene(rng, d, "include"), render_size, ss)
-                for d in descs]  # fmt: skip
+        pics = [
+            shapes.render(shapes.sample_scene(rng, d, "include"), render_size, ss) for d in descs
+        ]
         emb = encode_images(model, preprocess, pics)
         order = (emb[1:] @ emb[0]).argsort(descending=True).tolist()
         top1 += order[0] < 3

@@ -45,10 +45,17 @@ from clipsearch.generate.vqgan import VQGAN, VQGANConfig  # noqa: E402
 
 DEFAULT_OUT = REPO / "data" / "models" / "tiny-vqgan"
 DDCONFIG = {
-    "double_z": False, "z_channels": 64, "resolution": 64, "in_channels": 3, "out_ch": 3,
-    "ch": 32, "ch_mult": [1, 1, 2], "num_res_blocks": 1, "attn_resolutions": [],
+    "double_z": False,
+    "z_channels": 64,
+    "resolution": 64,
+    "in_channels": 3,
+    "out_ch": 3,
+    "ch": 32,
+    "ch_mult": [1, 1, 2],
+    "num_res_blocks": 1,
+    "attn_resolutions": [],
     "dropout": 0.0,
-}  # fmt: skip
+}
 N_EMBED, EMBED_DIM = 512, 32
 MEAN = torch.tensor((0.48145466, 0.4578275, 0.40821073)).view(1, 3, 1, 1)
 STD = torch.tensor((0.26862954, 0.26130258, 0.27577711)).view(1, 3, 1, 1)
@@ -156,8 +163,11 @@ def train(args: argparse.Namespace) -> tuple[VQGAN, dict]:
             usage.zero_()
         losses.append(loss.item())
         if (step + 1) % 100 == 0:
-            print(f"step {step + 1}/{args.steps} loss {np.mean(losses[-100:]):.4f} "
-                  f"{time.perf_counter() - start:.0f}s", flush=True)  # fmt: skip
+            print(
+                f"step {step + 1}/{args.steps} loss {np.mean(losses[-100:]):.4f} "
+                f"{time.perf_counter() - start:.0f}s",
+                flush=True,
+            )
     info = {
         "train_seconds": round(time.perf_counter() - start, 1),
         "data_seconds": round(data_seconds, 1),
@@ -207,16 +217,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     reloaded = load_vqgan(args.out)
     report = {
         "command": "python scripts/train_tiny_vqgan.py " + " ".join(argv or sys.argv[1:]),
-        "seed": args.seed, "steps": args.steps, "batch_size": args.batch,
-        "crop": args.crop, "lr": args.lr,
-        "pool": args.pool, "perceptual_weight": args.perceptual, "threads": args.threads,
+        "seed": args.seed,
+        "steps": args.steps,
+        "batch_size": args.batch,
+        "crop": args.crop,
+        "lr": args.lr,
+        "pool": args.pool,
+        "perceptual_weight": args.perceptual,
+        "threads": args.threads,
         "config": model.config.to_yaml_dict()["model"]["params"],
         "parameters": sum(p.numel() for p in model.parameters()),
         **info,
         "heldout": {"images": args.eval, **psnr(reloaded, heldout)},
         "checkpoint_bytes": (args.out / "last.ckpt").stat().st_size,
         "machine": f"{platform.machine()}, torch {torch.__version__}",
-    }  # fmt: skip
+    }
     (args.out / "training.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: report[k] for k in ("heldout", "train_seconds", "final_loss")}))
     return 0

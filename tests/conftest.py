@@ -116,13 +116,20 @@ def unprivileged() -> list[str]:
 
 
 def run_process(
-    *args: str, env: dict | None = None, timeout: float = 120, prefix: list[str] | None = None,
+    *args: str,
+    env: dict | None = None,
+    timeout: float = 120,
+    prefix: list[str] | None = None,
     **kw,
 ) -> subprocess.CompletedProcess:
     """Run the real `clipsearch` console script in a fresh process."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     exe = Path(sys.executable).with_name("clipsearch")
     return subprocess.run(
-        [*(prefix or []), str(exe), *args], capture_output=True, text=True, env=full_env,
-        timeout=timeout, **kw,
+        [*(prefix or []), str(exe), *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        **kw,
     )

@@ -42,9 +42,11 @@ class State:
         overrides = dict(self.overrides)
         model = overrides.pop("model", None)
         return Library.open(
-            overrides.pop("library", None), model=model if check_model else None,
-            create=create, **overrides,
-        )  # fmt: skip
+            overrides.pop("library", None),
+            model=model if check_model else None,
+            create=create,
+            **overrides,
+        )
 
     @property
     def requested_model(self) -> str | None:
@@ -73,14 +75,18 @@ def _print_error(exc: ClipsearchError) -> None:
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
-    "--library", "-L", metavar="DIR",
+    "--library",
+    "-L",
+    metavar="DIR",
     help="Library folder (default: $CLIPSEARCH_LIBRARY, else a per-user data folder).",
-)  # fmt: skip
+)
 @click.option(
-    "--model", "-m", metavar="SPEC",
+    "--model",
+    "-m",
+    metavar="SPEC",
     help="Model for a new library: ARCH:TAG (default ViT-B-32:laion2b_s34b_b79k), "
     "hf-hub:ORG/REPO, local-dir:DIR, ARCH:/path/weights, or tiny-shapes.",
-)  # fmt: skip
+)
 @click.option("--device", metavar="DEV", help="auto (default), cpu, cuda, cuda:N or mps.")
 @click.option("--batch-size", type=int, metavar="N", help="Images per model batch (default 32).")
 @click.option("--threads", type=int, metavar="N", help="CPU threads for the model.")
@@ -100,8 +106,9 @@ def cli(ctx: click.Context, quiet: bool, verbose: int, **options: Any) -> None:
     """
     _setup_logging(quiet, verbose)
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    ctx.obj = State(overrides={k: v for k, v in options.items() if v is not None},
-                    quiet=quiet, verbose=verbose)  # fmt: skip
+    ctx.obj = State(
+        overrides={k: v for k, v in options.items() if v is not None}, quiet=quiet, verbose=verbose
+    )
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -160,10 +167,16 @@ def progress_bar(state: State) -> Iterator[Any]:
             return Text(f"{speed:5.1f} img/s" if speed else "   -- img/s")
 
     bar = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate(""),
-        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-        console=Console(stderr=True), transient=True,
-    )  # fmt: skip
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _Rate(""),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
     tasks: dict[str, Any] = {}
     labels = {"scan": "scanning", "embed": "embedding", "remove": "removing"}
 

@@ -17,10 +17,15 @@ from clipsearch.cli.app import (
 
 
 @cli.command()
-@click.option("--dir", "folder", metavar="DIR",
-              help="Folder for the demo photos and library (default: per-user).")  # fmt: skip
-@click.option("--images", "n_images", default=160, show_default=True,
-              help="How many pictures to render.")  # fmt: skip
+@click.option(
+    "--dir",
+    "folder",
+    metavar="DIR",
+    help="Folder for the demo photos and library (default: per-user).",
+)
+@click.option(
+    "--images", "n_images", default=160, show_default=True, help="How many pictures to render."
+)
 @click.option("-k", "--top", default=3, show_default=True, help="Results per query.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.pass_obj
@@ -42,17 +47,37 @@ def demo(state: State, folder: str | None, n_images: int, top: int, as_json: boo
     say = (lambda m: None) if (state.quiet or as_json) else (lambda m: click.echo(f"- {m}"))
     with progress_bar(state) as progress:
         report = run_demo(
-            base, n_images=n_images, k=top, library=Path(library) if library else None,
-            model=model, progress=progress, on_step=say, **options,
-        )  # fmt: skip
+            base,
+            n_images=n_images,
+            k=top,
+            library=Path(library) if library else None,
+            model=model,
+            progress=progress,
+            on_step=say,
+            **options,
+        )
     if as_json:
-        click.echo(json.dumps({
-            "photos": str(report.photos), "library": str(report.library), "model": report.model,
-            "index": report.summary.to_dict(),
-            "queries": [{"query": q.label, "results": [
-                dict(h.to_dict(), correct=ok) for h, ok in zip(q.hits, q.correct, strict=True)
-            ]} for q in report.queries],
-        }, indent=2))  # fmt: skip
+        click.echo(
+            json.dumps(
+                {
+                    "photos": str(report.photos),
+                    "library": str(report.library),
+                    "model": report.model,
+                    "index": report.summary.to_dict(),
+                    "queries": [
+                        {
+                            "query": q.label,
+                            "results": [
+                                dict(h.to_dict(), correct=ok)
+                                for h, ok in zip(q.hits, q.correct, strict=True)
+                            ],
+                        }
+                        for q in report.queries
+                    ],
+                },
+                indent=2,
+            )
+        )
         return
     if not state.quiet:
         print_index_summary(report.summary)

@@ -13,22 +13,44 @@ from clipsearch.cli.app import State, cli, console, human_bytes
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the groups as JSON.")
-@click.option("--html", "html_path", metavar="FILE",
-              help="Write a page with the groups side by side (thumbnails).")  # fmt: skip
-@click.option("--threshold", type=click.FloatRange(-1, 1), metavar="T",
-              help="Cosine similarity for 'similar' images (default 0.95).")  # fmt: skip
+@click.option(
+    "--html",
+    "html_path",
+    metavar="FILE",
+    help="Write a page with the groups side by side (thumbnails).",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(-1, 1),
+    metavar="T",
+    help="Cosine similarity for 'similar' images (default 0.95).",
+)
 @click.option("--no-similar", is_flag=True, help="Only exact and near copies, no CLIP similarity.")
-@click.option("--max-distance", type=click.IntRange(0, 64), metavar="BITS",
-              help="Hash bits (of 128) that may differ for 'near' (default 24).")  # fmt: skip
-@click.option("--move-to", "move_to", metavar="DIR",
-              help="Move every non-keeper into DIR (keeping paths relative to the indexed "
-              "folder) and write an undo log. Nothing is deleted.")  # fmt: skip
+@click.option(
+    "--max-distance",
+    type=click.IntRange(0, 64),
+    metavar="BITS",
+    help="Hash bits (of 128) that may differ for 'near' (default 24).",
+)
+@click.option(
+    "--move-to",
+    "move_to",
+    metavar="DIR",
+    help="Move every non-keeper into DIR (keeping paths relative to the indexed "
+    "folder) and write an undo log. Nothing is deleted.",
+)
 @click.option("--undo", "undo_log", metavar="LOG", help="Move the files of an undo log back.")
 @click.pass_obj
 def dupes(
-    state: State, as_json: bool, html_path: str | None, threshold: float | None,
-    no_similar: bool, max_distance: int | None, move_to: str | None, undo_log: str | None,
-) -> None:  # fmt: skip
+    state: State,
+    as_json: bool,
+    html_path: str | None,
+    threshold: float | None,
+    no_similar: bool,
+    max_distance: int | None,
+    move_to: str | None,
+    undo_log: str | None,
+) -> None:
     """Find exact copies, near copies (resized, recompressed, cropped, flipped...) and
     very similar images; each group names a keeper (most pixels, then largest file, then
     oldest).
@@ -94,20 +116,31 @@ def _print_groups(report: Any, state: State) -> None:
             click.echo(f"No duplicates among {report.images} images.", err=True)
         return
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for name, justify in (("group", "right"), ("", "left"), ("why", "left"), ("score", "right"),
-                          ("pixels", "right"), ("size", "right"), ("modified", "left"),
-                          ("path", "left")):  # fmt: skip
+    for name, justify in (
+        ("group", "right"),
+        ("", "left"),
+        ("why", "left"),
+        ("score", "right"),
+        ("pixels", "right"),
+        ("size", "right"),
+        ("modified", "left"),
+        ("path", "left"),
+    ):
         table.add_column(name, justify=justify, overflow="fold" if name == "path" else None)
     for n, g in enumerate(report.groups, 1):
         best = _best_pair_for(g)
         for m in g.members:
             pair = best.get(m.id)
             table.add_row(
-                str(n), "keep" if m is g.keeper else "copy",
-                pair.reason if pair else "", f"{pair.score:.3f}" if pair else "",
-                f"{m.width}x{m.height}" if m.width else "", human_bytes(m.size),
-                time.strftime("%Y-%m-%d %H:%M", time.localtime(m.mtime)), m.path,
-            )  # fmt: skip
+                str(n),
+                "keep" if m is g.keeper else "copy",
+                pair.reason if pair else "",
+                f"{pair.score:.3f}" if pair else "",
+                f"{m.width}x{m.height}" if m.width else "",
+                human_bytes(m.size),
+                time.strftime("%Y-%m-%d %H:%M", time.localtime(m.mtime)),
+                m.path,
+            )
     console().print(table)
     if not state.quiet:
         click.echo(
@@ -142,5 +175,7 @@ def _report_moves(report: Any, as_json: bool, verb: str, state: State) -> None:
             click.echo(f"skipping {s.path}: {s.reason}", err=True)
         click.echo(f"{len(report.moved)} files {verb}, {len(report.skipped)} skipped.", err=True)
         if verb == "moved" and report.log:
-            click.echo(f"Undo log: {report.log}\nUndo with:  clipsearch dupes --undo {report.log}",
-                       err=True)  # fmt: skip
+            click.echo(
+                f"Undo log: {report.log}\nUndo with:  clipsearch dupes --undo {report.log}",
+                err=True,
+            )

@@ -17,28 +17,53 @@ from clipsearch.cli.app import EXIT_INTERRUPTED, State, cli
 @click.argument("prompts", nargs=-1, metavar='"TEXT[:WEIGHT]"...')
 @click.option("--steps", type=int, default=200, show_default=True, help="Optimisation steps.")
 @click.option("--seed", type=int, help="Random seed (same seed, same picture). Default: random.")
-@click.option("--size", metavar="WxH",
-              help="Picture size, e.g. 256x256 (multiples of the VQGAN's factor). "
-                   "Default: 64x64 for tiny-shapes, else 256x256.")  # fmt: skip
+@click.option(
+    "--size",
+    metavar="WxH",
+    help="Picture size, e.g. 256x256 (multiples of the VQGAN's factor). "
+    "Default: 64x64 for tiny-shapes, else 256x256.",
+)
 @click.option("--lr", type=float, help="Adam learning rate (default 0.1 vqgan, 0.05 pixel).")
-@click.option("--cutouts", type=int, default=16, show_default=True,
-              help="Augmented crops scored by CLIP each step.")  # fmt: skip
-@click.option("--drawer", type=click.Choice(["vqgan", "pixel"]), default="vqgan",
-              show_default=True,
-              help="Optimise a VQGAN latent, or the pixels directly.")  # fmt: skip
-@click.option("--vqgan", metavar="PATH",
-              help="taming VQGAN checkpoint: a .ckpt (with its .yaml next to it) or a folder "
-                   "holding both. Default: the shipped tiny one for tiny-shapes.")  # fmt: skip
+@click.option(
+    "--cutouts",
+    type=int,
+    default=16,
+    show_default=True,
+    help="Augmented crops scored by CLIP each step.",
+)
+@click.option(
+    "--drawer",
+    type=click.Choice(["vqgan", "pixel"]),
+    default="vqgan",
+    show_default=True,
+    help="Optimise a VQGAN latent, or the pixels directly.",
+)
+@click.option(
+    "--vqgan",
+    metavar="PATH",
+    help="taming VQGAN checkpoint: a .ckpt (with its .yaml next to it) or a folder "
+    "holding both. Default: the shipped tiny one for tiny-shapes.",
+)
 @click.option("--init", "init_image", metavar="IMAGE", help="Start from this picture.")
 @click.option("--out", metavar="PATH", help="A .png file or a folder (default LIBRARY/generated/).")
-@click.option("--frames", "every", type=int, default=0, metavar="N",
-              help="Keep a frame every N steps, and an animated GIF of the run.")  # fmt: skip
-@click.option("--keep-on-interrupt", is_flag=True,
-              help="On Ctrl-C, save and index the picture so far instead of nothing.")  # fmt: skip
+@click.option(
+    "--frames",
+    "every",
+    type=int,
+    default=0,
+    metavar="N",
+    help="Keep a frame every N steps, and an animated GIF of the run.",
+)
+@click.option(
+    "--keep-on-interrupt",
+    is_flag=True,
+    help="On Ctrl-C, save and index the picture so far instead of nothing.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
-def generate(state: State, prompts: tuple[str, ...], size: str | None, as_json: bool,
-             **options: Any) -> None:  # fmt: skip
+def generate(
+    state: State, prompts: tuple[str, ...], size: str | None, as_json: bool, **options: Any
+) -> None:
     """Generate a picture from PROMPTS with CLIP guidance and add it to the library.
 
     Each prompt is TEXT or TEXT:WEIGHT; negative weights steer away. The picture is saved
@@ -64,9 +89,11 @@ def generate(state: State, prompts: tuple[str, ...], size: str | None, as_json: 
         click.echo(json.dumps(result.to_dict(), indent=2))
     elif not state.quiet:
         what = "Interrupted; kept the picture so far" if result.interrupted else "Generated"
-        click.echo(f"{what}: {result.path} (id {result.image_id}, seed {result.seed}, "
-                   f"{result.steps_done} steps, loss {result.loss:.3f}, "
-                   f"{result.seconds:.1f}s)")  # fmt: skip
+        click.echo(
+            f"{what}: {result.path} (id {result.image_id}, seed {result.seed}, "
+            f"{result.steps_done} steps, loss {result.loss:.3f}, "
+            f"{result.seconds:.1f}s)"
+        )
         if result.gif:
             click.echo(f"Animation: {result.gif}")
     if result.interrupted:
@@ -90,10 +117,16 @@ def _progress(state: State, steps: int) -> Iterator[Any]:
     )
 
     bar = Progress(
-        TextColumn("generating"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TextColumn("eta"),
-        TimeRemainingColumn(), console=Console(stderr=True), transient=True,
-    )  # fmt: skip
+        TextColumn("generating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
     task = bar.add_task("generate", total=steps, loss="-")
 
     def update(report: Any) -> None:

@@ -18,34 +18,79 @@ from clipsearch.cli.app import (
 
 @cli.command()
 @click.argument("query_words", metavar="QUERY...", nargs=-1)
-@click.option("--image", "-i", "images", multiple=True, metavar="FILE",
-              help="Search by example image (repeatable).")  # fmt: skip
-@click.option("--not", "negatives", multiple=True, metavar="TEXT",
-              help="Push results away from TEXT (repeatable).")  # fmt: skip
-@click.option("--not-image", "negative_images", multiple=True, metavar="FILE",
-              help="Push results away from an image (repeatable).")  # fmt: skip
-@click.option("--like", "likes", type=int, multiple=True, metavar="ID",
-              help="More like the library image with this id.")  # fmt: skip
+@click.option(
+    "--image",
+    "-i",
+    "images",
+    multiple=True,
+    metavar="FILE",
+    help="Search by example image (repeatable).",
+)
+@click.option(
+    "--not",
+    "negatives",
+    multiple=True,
+    metavar="TEXT",
+    help="Push results away from TEXT (repeatable).",
+)
+@click.option(
+    "--not-image",
+    "negative_images",
+    multiple=True,
+    metavar="FILE",
+    help="Push results away from an image (repeatable).",
+)
+@click.option(
+    "--like",
+    "likes",
+    type=int,
+    multiple=True,
+    metavar="ID",
+    help="More like the library image with this id.",
+)
 @click.option("-k", "--top", default=10, show_default=True, help="How many results.")
 @click.option("--min-score", type=float, metavar="S", help="Only results scoring at least S.")
-@click.option("--in", "within", multiple=True, metavar="PATH",
-              help="Only images inside PATH (a folder or file; repeatable).")  # fmt: skip
-@click.option("--source", type=click.Choice(["photos", "generated"]),
-              help="Only photos, or only generated images.")  # fmt: skip
+@click.option(
+    "--in",
+    "within",
+    multiple=True,
+    metavar="PATH",
+    help="Only images inside PATH (a folder or file; repeatable).",
+)
+@click.option(
+    "--source",
+    type=click.Choice(["photos", "generated"]),
+    help="Only photos, or only generated images.",
+)
 @click.option("--tag", metavar="LABEL", help="Only images tagged LABEL (see `clipsearch tag`).")
 @click.option("--after", metavar="DATE", help="Taken on/after DATE (2024, 2024-06, 2024-06-30).")
 @click.option("--before", metavar="DATE", help="Taken before DATE.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 @click.option("--paths", "as_paths", is_flag=True, help="Print one path per line.")
-@click.option("--no-server", is_flag=True,
-              help="Search in this process even if a server runs for the library.")  # fmt: skip
+@click.option(
+    "--no-server",
+    is_flag=True,
+    help="Search in this process even if a server runs for the library.",
+)
 @click.pass_obj
 def search(
-    state: State, query_words: tuple[str, ...], images: tuple[str, ...], negatives: tuple[str, ...],
-    negative_images: tuple[str, ...], likes: tuple[int, ...], top: int,
-    min_score: float | None, within: tuple[str, ...], source: str | None, tag: str | None,
-    after: str | None, before: str | None, as_json: bool, as_paths: bool, no_server: bool,
-) -> None:  # fmt: skip
+    state: State,
+    query_words: tuple[str, ...],
+    images: tuple[str, ...],
+    negatives: tuple[str, ...],
+    negative_images: tuple[str, ...],
+    likes: tuple[int, ...],
+    top: int,
+    min_score: float | None,
+    within: tuple[str, ...],
+    source: str | None,
+    tag: str | None,
+    after: str | None,
+    before: str | None,
+    as_json: bool,
+    as_paths: bool,
+    no_server: bool,
+) -> None:
     """Search by text, image, or a weighted mix.
 
     \b

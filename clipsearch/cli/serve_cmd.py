@@ -11,14 +11,33 @@ from clipsearch.cli.app import State, cli
 
 
 @cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on. Anything but this machine needs --token.")  # fmt: skip
-@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535),
-              help="Port (0 picks a free one).")  # fmt: skip
-@click.option("--token", envvar="CLIPSEARCH_TOKEN", show_envvar=True, metavar="TOKEN",
-              help="Require this token (16+ characters) on every API request.")  # fmt: skip
-@click.option("--max-upload-mb", default=20.0, show_default=True, type=click.FloatRange(0.01),
-              help="Largest query image accepted.")  # fmt: skip
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on. Anything but this machine needs --token.",
+)
+@click.option(
+    "--port",
+    default=8765,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port (0 picks a free one).",
+)
+@click.option(
+    "--token",
+    envvar="CLIPSEARCH_TOKEN",
+    show_envvar=True,
+    metavar="TOKEN",
+    help="Require this token (16+ characters) on every API request.",
+)
+@click.option(
+    "--max-upload-mb",
+    default=20.0,
+    show_default=True,
+    type=click.FloatRange(0.01),
+    help="Largest query image accepted.",
+)
 @click.pass_obj
 def serve(state: State, host: str, port: int, token: str | None, max_upload_mb: float) -> None:
     """Serve the web page and the HTTP API for the library.
@@ -33,9 +52,11 @@ def serve(state: State, host: str, port: int, token: str | None, max_upload_mb: 
     from clipsearch.server.settings import ServerSettings
 
     settings = ServerSettings(
-        host=host, port=port, token=token or None,
+        host=host,
+        port=port,
+        token=token or None,
         max_upload_bytes=int(max_upload_mb * 2**20),
-    )  # fmt: skip
+    )
     # One CPU thread per query for the model and for BLAS: queries then run side by side,
     # and a busy machine does not stall them (thread teams spin-waiting for a core can turn a
     # 1 ms query into 40 ms). Set before numpy loads; --threads / CLIPSEARCH_THREADS win.

@@ -49,18 +49,23 @@ def _print_status(info: dict[str, Any]) -> None:
         ("model", f"{info['model']}" + (f" ({info['dim']}-d)" if info["dim"] else "")),
         ("images", f"{info['images']} ({info['photos']} photos, {info['generated']} generated)"),
         ("failures", str(info["failures"])),
-        ("vectors", f"{info['vectors']} in store, {idx['vectors']} in index ({idx['kind'] or '-'}"
-                    + (f", nprobe {idx['nprobe']}" if idx["nprobe"] else "") + ")"),
+        (
+            "vectors",
+            f"{info['vectors']} in store, {idx['vectors']} in index ({idx['kind'] or '-'}"
+            + (f", nprobe {idx['nprobe']}" if idx["nprobe"] else "")
+            + ")",
+        ),
         ("size", human_bytes(info["size_bytes"])),
-    ]  # fmt: skip
+    ]
     for root in info["roots"]:
         when = root["last_indexed_at"]
         stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(when)) if when else "never"
         rows.append(("folder", f"{root['path']} (indexed {stamp})"))
     vocab = info.get("vocabulary")
     if vocab:
-        rows.append(("tags", f"{vocab['name']} ({vocab['labels']} labels, min score "
-                     f"{vocab['min_score']})"))  # fmt: skip
+        rows.append(
+            ("tags", f"{vocab['name']} ({vocab['labels']} labels, min score {vocab['min_score']})")
+        )
     if info.get("writer"):
         rows.append(("writer", f"pid {info['writer'].get('pid')}: {info['writer'].get('command')}"))
     if info.get("daemon"):
@@ -83,8 +88,13 @@ def _daemon_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
     rows.append(("last event", f"{ago(ev['at'])}: {ev['kind']} {ev['path']}" if ev else "none"))
     rec = d.get("last_reconcile")
     if rec:
-        rows.append(("last catch-up", f"{ago(rec['at'])} ({rec['seconds']:.1f}s, {rec['added']} "
-                     f"added, {rec['removed']} removed)"))  # fmt: skip
+        rows.append(
+            (
+                "last catch-up",
+                f"{ago(rec['at'])} ({rec['seconds']:.1f}s, {rec['added']} "
+                f"added, {rec['removed']} removed)",
+            )
+        )
     totals = d.get("totals")
     if totals:
         rows.append(("since start", ", ".join(f"{v} {k}" for k, v in totals.items())))

@@ -11,14 +11,25 @@ from clipsearch.cli.app import State, cli, console
 
 @cli.command()
 @click.argument("labels", nargs=-1, metavar="LABEL...")
-@click.option("--where", "within", multiple=True, metavar="PATH",
-              help="Only images inside PATH (a folder or file; repeatable).")  # fmt: skip
-@click.option("--top", default=3, show_default=True, type=click.IntRange(1, 20),
-              help="How many labels to list per image in --json.")  # fmt: skip
+@click.option(
+    "--where",
+    "within",
+    multiple=True,
+    metavar="PATH",
+    help="Only images inside PATH (a folder or file; repeatable).",
+)
+@click.option(
+    "--top",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1, 20),
+    help="How many labels to list per image in --json.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 @click.pass_obj
-def classify(state: State, labels: tuple[str, ...], within: tuple[str, ...], top: int,
-             as_json: bool) -> None:  # fmt: skip
+def classify(
+    state: State, labels: tuple[str, ...], within: tuple[str, ...], top: int, as_json: bool
+) -> None:
     """Score each image against LABELs; print its best label and probability.
 
     Each label is embedded with several prompt templates ("a photo of a {}.", ...),
@@ -53,10 +64,19 @@ def classify(state: State, labels: tuple[str, ...], within: tuple[str, ...], top
 
 
 @cli.command()
-@click.option("--vocabulary", "-V", required=True, metavar="NAME|FILE",
-              help="coco (80 classes), imagenet (1000) or a file, one label a line.")  # fmt: skip
-@click.option("--min-score", type=float, metavar="S",
-              help="Keep labels with probability >= S (default 0.1; 5 at most).")  # fmt: skip
+@click.option(
+    "--vocabulary",
+    "-V",
+    required=True,
+    metavar="NAME|FILE",
+    help="coco (80 classes), imagenet (1000) or a file, one label a line.",
+)
+@click.option(
+    "--min-score",
+    type=float,
+    metavar="S",
+    help="Keep labels with probability >= S (default 0.1; 5 at most).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @click.pass_obj
 def tag(state: State, vocabulary: str, min_score: float | None, as_json: bool) -> None:

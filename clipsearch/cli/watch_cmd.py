@@ -71,10 +71,16 @@ _LOG_FORMAT = "%(asctime)s clipsearch: %(levelname)s: %(message)s"
 )
 @click.pass_obj
 def watch(
-    state: State, paths: tuple[str, ...], settle: float, reconcile_interval: float,
-    save_every: int, save_interval: float, drain_timeout: float, polling: bool,
+    state: State,
+    paths: tuple[str, ...],
+    settle: float,
+    reconcile_interval: float,
+    save_every: int,
+    save_interval: float,
+    drain_timeout: float,
+    polling: bool,
     log_file: str | None,
-) -> None:  # fmt: skip
+) -> None:
     """Keep the library in sync with folders, live (runs in the foreground).
 
     New and changed images are embedded once they stop changing, moved and renamed ones keep

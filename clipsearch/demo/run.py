@@ -78,10 +78,12 @@ def run_demo(
     wanted = [shapes.parse_caption(text) for text in TEXT_QUERIES]
     planted = len(wanted) * k
     step(f"rendering {n_images} shapes-world pictures into {photos}")
-    shapes.write_collection(photos / "album-1", max(0, n_images - planted), seed=0, size=224,
-                            suffix=".jpg")  # fmt: skip
-    shapes.write_collection(photos / "album-2", planted, seed=1, size=224, suffix=".jpg",
-                            descriptions=wanted)  # fmt: skip
+    shapes.write_collection(
+        photos / "album-1", max(0, n_images - planted), seed=0, size=224, suffix=".jpg"
+    )
+    shapes.write_collection(
+        photos / "album-2", planted, seed=1, size=224, suffix=".jpg", descriptions=wanted
+    )
     step(f"indexing them into {library} with model {model}")
     with Library.open(library, model=model, **settings) as lib:  # type: ignore[arg-type]
         summary = lib.index([photos], progress=progress)

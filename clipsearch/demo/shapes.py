@@ -229,22 +229,40 @@ def _outline(kind: str) -> list[tuple[float, float]]:
         ]
     if kind == "star":
         return [
-            ((1.0 if i % 2 == 0 else 0.42) * math.sin(i * math.pi / 5),
-             -(1.0 if i % 2 == 0 else 0.42) * math.cos(i * math.pi / 5))
+            (
+                (1.0 if i % 2 == 0 else 0.42) * math.sin(i * math.pi / 5),
+                -(1.0 if i % 2 == 0 else 0.42) * math.cos(i * math.pi / 5),
+            )
             for i in range(10)
-        ]  # fmt: skip
+        ]
     if kind == "cross":
         a, b = 0.3, 0.92
-        return [(a, -b), (a, -a), (b, -a), (b, a), (a, a), (a, b),
-                (-a, b), (-a, a), (-b, a), (-b, -a), (-a, -a), (-a, -b)]  # fmt: skip
+        return [
+            (a, -b),
+            (a, -a),
+            (b, -a),
+            (b, a),
+            (a, a),
+            (a, b),
+            (-a, b),
+            (-a, a),
+            (-b, a),
+            (-b, -a),
+            (-a, -a),
+            (-a, -b),
+        ]
     if kind == "heart":
         ts = [2 * math.pi * i / 48 for i in range(48)]
         return [
-            (math.sin(t) ** 3 * 0.95,
-             -(13 * math.cos(t) - 5 * math.cos(2 * t) - 2 * math.cos(3 * t) - math.cos(4 * t))
-             / 17 * 0.95 - 0.05)
+            (
+                math.sin(t) ** 3 * 0.95,
+                -(13 * math.cos(t) - 5 * math.cos(2 * t) - 2 * math.cos(3 * t) - math.cos(4 * t))
+                / 17
+                * 0.95
+                - 0.05,
+            )
             for t in ts
-        ]  # fmt: skip
+        ]
     raise ValueError(f"unknown shape kind {kind!r}")
 
 

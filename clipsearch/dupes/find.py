@@ -264,9 +264,15 @@ def keeper_key(m: Member) -> tuple:
 
 def member(row: ImageRow) -> Member:
     return Member(
-        id=row.id, path=row.path, width=row.width, height=row.height, size=row.size,
-        mtime=row.mtime_ns / 1e9, taken_at=row.taken_at, format=row.format,
-    )  # fmt: skip
+        id=row.id,
+        path=row.path,
+        width=row.width,
+        height=row.height,
+        size=row.size,
+        mtime=row.mtime_ns / 1e9,
+        taken_at=row.taken_at,
+        format=row.format,
+    )
 
 
 def build_groups(pairs: Sequence[Pair], rows: dict[int, ImageRow]) -> list[Group]:
@@ -350,8 +356,11 @@ def find_duplicates(
     excluded = [fs.normalize_root(e) for e in exclude]
     rows = {i: r for i, r in rows.items() if not any(fs.is_under(r.path, e) for e in excluded)}
     report = DupesReport(
-        groups=build_groups(merged, rows), images=store.counts()["images"], pairs=counts,
-        max_distance=max_distance, threshold=threshold,
-    )  # fmt: skip
+        groups=build_groups(merged, rows),
+        images=store.counts()["images"],
+        pairs=counts,
+        max_distance=max_distance,
+        threshold=threshold,
+    )
     report.seconds = time.perf_counter() - started
     return report

@@ -27,11 +27,16 @@ class Cutouts:
     """Random crops (a fraction `min_frac`..1 of the shorter side) resized to `size`, then
     flipped, slightly rotated/shifted and noised. Uses only the generator passed in."""
 
-    def __init__(self, size: int, n: int, *, min_frac: float = 0.5, cut_pow: float = 1.0,
-                 noise: float = 0.05) -> None:  # fmt: skip
+    def __init__(
+        self, size: int, n: int, *, min_frac: float = 0.5, cut_pow: float = 1.0, noise: float = 0.05
+    ) -> None:
         self.size, self.n, self.min_frac, self.cut_pow, self.noise = (
-            size, n, min_frac, cut_pow, noise
-        )  # fmt: skip
+            size,
+            n,
+            min_frac,
+            cut_pow,
+            noise,
+        )
 
     def __call__(self, image: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         """(1, 3, H, W) in [0, 1] -> (n, 3, size, size)."""
@@ -73,9 +78,18 @@ class Cutouts:
 class ClipGuide:
     """Scores pictures against weighted prompts with an open_clip model."""
 
-    def __init__(self, model: torch.nn.Module, tokenizer, prompts: Sequence[Prompt], *,
-                 image_size: int, mean: Sequence[float], std: Sequence[float],
-                 cutouts: int = 16, cut_min: float = 0.5) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer,
+        prompts: Sequence[Prompt],
+        *,
+        image_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        cutouts: int = 16,
+        cut_min: float = 0.5,
+    ) -> None:
         self.model = model.eval().requires_grad_(False)
         self.prompts = list(prompts)
         device = next(model.parameters()).device

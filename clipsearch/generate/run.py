@@ -143,28 +143,51 @@ def generate(
     from clipsearch.generate.optimise import Settings, optimise, save_gif
 
     settings = Settings(
-        steps=req.steps, seed=seed, lr=parts.lr, every=req.every, preview=req.preview,
+        steps=req.steps,
+        seed=seed,
+        lr=parts.lr,
+        every=req.every,
+        preview=req.preview,
         init=parts.init,
-    )  # fmt: skip
+    )
     log.info(
-        "drawing %dx%d with %s, %d steps, seed %d", parts.drawer.width, parts.drawer.height,
-        parts.vqgan_name or "pixels", req.steps, seed,
-    )  # fmt: skip
+        "drawing %dx%d with %s, %d steps, seed %d",
+        parts.drawer.width,
+        parts.drawer.height,
+        parts.vqgan_name or "pixels",
+        req.steps,
+        seed,
+    )
     outcome = optimise(
-        parts.drawer, parts.guide, settings, progress=progress, should_stop=should_stop,
+        parts.drawer,
+        parts.guide,
+        settings,
+        progress=progress,
+        should_stop=should_stop,
         keep_on_interrupt=req.keep_on_interrupt,
-    )  # fmt: skip
+    )
     if outcome.interrupted and should_stop is not None and should_stop():
         raise GenerationCancelled("generation cancelled")
     provenance = {
         "prompts": json.dumps([[p.text, p.weight] for p in prompts]),
-        "seed": seed, "steps": outcome.steps_done, "width": parts.drawer.width,
-        "height": parts.drawer.height, "drawer": req.drawer, "clip_model": lib.model,
-        "vqgan_model": parts.vqgan_name, "init_image": req.init_image,
-        "params": json.dumps({**settings.params(), "cutouts": req.cutouts,
-                              "steps_requested": req.steps, "interrupted": outcome.interrupted}),
+        "seed": seed,
+        "steps": outcome.steps_done,
+        "width": parts.drawer.width,
+        "height": parts.drawer.height,
+        "drawer": req.drawer,
+        "clip_model": lib.model,
+        "vqgan_model": parts.vqgan_name,
+        "init_image": req.init_image,
+        "params": json.dumps(
+            {
+                **settings.params(),
+                "cutouts": req.cutouts,
+                "steps_requested": req.steps,
+                "interrupted": outcome.interrupted,
+            }
+        ),
         "created_at": time.time(),
-    }  # fmt: skip
+    }
     from clipsearch.generate.collection import save_frames, save_png
 
     save_png(outcome.image, out_path, provenance)
@@ -174,13 +197,22 @@ def generate(
         gif = str(save_gif(_gif_frames(outcome, req.every), out_path.with_suffix(".gif")))
     image_id = lib.add_generated(out_path, provenance)
     return GenerateResult(
-        path=str(out_path), image_id=image_id, prompts=[(p.text, p.weight) for p in prompts],
-        seed=seed, steps=req.steps, steps_done=outcome.steps_done,
-        size=(parts.drawer.width, parts.drawer.height), drawer=req.drawer,
-        clip_model=lib.model, vqgan_model=parts.vqgan_name,
-        loss=outcome.losses[-1] if outcome.losses else None, interrupted=outcome.interrupted,
-        seconds=outcome.seconds, gif=gif, frames=[str(f) for f in frames],
-    )  # fmt: skip
+        path=str(out_path),
+        image_id=image_id,
+        prompts=[(p.text, p.weight) for p in prompts],
+        seed=seed,
+        steps=req.steps,
+        steps_done=outcome.steps_done,
+        size=(parts.drawer.width, parts.drawer.height),
+        drawer=req.drawer,
+        clip_model=lib.model,
+        vqgan_model=parts.vqgan_name,
+        loss=outcome.losses[-1] if outcome.losses else None,
+        interrupted=outcome.interrupted,
+        seconds=outcome.seconds,
+        gif=gif,
+        frames=[str(f) for f in frames],
+    )
 
 
 def _gif_frames(outcome: Any, every: int) -> list[Any]:
@@ -224,9 +256,14 @@ def _build(lib: Any, req: GenerateRequest, prompts: list[Prompt]) -> _Parts:
     else:
         drawer = PixelDrawer(width, height, device=enc.device)
     guide = ClipGuide(
-        enc.torch_model, enc.tokenizer, prompts, image_size=params.size[0], mean=params.mean,
-        std=params.std, cutouts=req.cutouts,
-    )  # fmt: skip
+        enc.torch_model,
+        enc.tokenizer,
+        prompts,
+        image_size=params.size[0],
+        mean=params.mean,
+        std=params.std,
+        cutouts=req.cutouts,
+    )
     init = load_init(req.init_image, width, height) if req.init_image else None
     return _Parts(drawer, guide, req.lr or _DEFAULT_LR[req.drawer], init, vqgan_name)
 

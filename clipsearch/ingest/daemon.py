@@ -217,8 +217,10 @@ class WatchDaemon:
         for i in range(0, len(paths), _RUN_LIMIT):
             self._sync(paths[i : i + _RUN_LIMIT], batch.retries, set(batch.gones))
         self.last_sync = {
-            "at": time.time(), "paths": len(batch), "seconds": round(time.monotonic() - t0, 3),
-        }  # fmt: skip
+            "at": time.time(),
+            "paths": len(batch),
+            "seconds": round(time.monotonic() - t0, 3),
+        }
 
     def _expand(self, folder: str) -> None:
         """A folder appeared: queue its files that the library does not have as they are."""
@@ -240,8 +242,12 @@ class WatchDaemon:
         if changed:
             log.info(
                 "synced %d path(s): %d added, %d updated, %d moved, %d removed",
-                len(paths), summary.added, summary.updated, summary.moved, summary.removed,
-            )  # fmt: skip
+                len(paths),
+                summary.added,
+                summary.updated,
+                summary.moved,
+                summary.removed,
+            )
 
     def _deferrer(self, retries: set[str], deferred: dict[str, str]) -> Callable[[str, str], bool]:
         def defer(path: str, reason: str) -> bool:
@@ -291,15 +297,31 @@ class WatchDaemon:
         self.index_saved_at = time.time()
         self._after_run(summary, deferred, quiet_paths=set())
         self.last_reconcile = {
-            "at": time.time(), "reason": reason, "seconds": round(time.monotonic() - t0, 3),
-            **{k: getattr(summary, k) for k in ("added", "updated", "moved", "removed",
-                                                 "unchanged", "failed", "interrupted")},
-        }  # fmt: skip
+            "at": time.time(),
+            "reason": reason,
+            "seconds": round(time.monotonic() - t0, 3),
+            **{
+                k: getattr(summary, k)
+                for k in (
+                    "added",
+                    "updated",
+                    "moved",
+                    "removed",
+                    "unchanged",
+                    "failed",
+                    "interrupted",
+                )
+            },
+        }
         log.info(
-            "catch-up scan done in %.1fs: %d added, %d updated, %d moved, %d removed, "
-            "%d unchanged", time.monotonic() - t0, summary.added, summary.updated, summary.moved,
-            summary.removed, summary.unchanged,
-        )  # fmt: skip
+            "catch-up scan done in %.1fs: %d added, %d updated, %d moved, %d removed, %d unchanged",
+            time.monotonic() - t0,
+            summary.added,
+            summary.updated,
+            summary.moved,
+            summary.removed,
+            summary.unchanged,
+        )
         interval = self.options.reconcile_interval
         self._next_reconcile = time.monotonic() + interval if interval > 0 else math.inf
         self.phase = "watching"

@@ -296,9 +296,10 @@ class IngestRun:
         pending: deque[Future[_Prepared]] = deque()
         done = 0
         pool = ThreadPoolExecutor(
-            max(1, self.workers), thread_name_prefix="clipsearch-decode",
+            max(1, self.workers),
+            thread_name_prefix="clipsearch-decode",
             initializer=_yield_to_the_model,
-        )  # fmt: skip
+        )
         it = iter(jobs)
         try:
             for job in it:
@@ -394,11 +395,18 @@ class IngestRun:
         job, st, info = item.job, item.job.stat, item.info
         assert item.hash is not None and info is not None
         new = NewImage(
-            path=st.path, size=st.size, mtime_ns=st.mtime_ns, content_hash=item.hash,
-            vector=vector, width=info.width, height=info.height, format=info.format,
-            taken_at=info.taken_at, source=job.row.source if job.row else self.source,
+            path=st.path,
+            size=st.size,
+            mtime_ns=st.mtime_ns,
+            content_hash=item.hash,
+            vector=vector,
+            width=info.width,
+            height=info.height,
+            format=info.format,
+            taken_at=info.taken_at,
+            source=job.row.source if job.row else self.source,
             hashes=item.hashes,
-        )  # fmt: skip
+        )
         if job.row is None:
             self._changes.inserts.append(new)
             self._changes.cleared_failures.append(st.path)

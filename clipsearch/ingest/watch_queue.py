@@ -232,8 +232,12 @@ class PendingQueue:
         gones = [it for it in self._items.values() if it.kind == "gone"]
         due = min(others) + self.settle if others else None
         if gones:  # held while others wait, at most `hold_gone`
-            when = [max(it.since + self.settle, it.born + self.hold_gone) if others
-                    else it.since + self.settle for it in gones]  # fmt: skip
+            when = [
+                max(it.since + self.settle, it.born + self.hold_gone)
+                if others
+                else it.since + self.settle
+                for it in gones
+            ]
             due = min(due, min(when)) if due is not None else min(when)
         return due
 
@@ -259,9 +263,16 @@ class PendingQueue:
 
 
 _EVENTS = (
-    "FileCreatedEvent", "FileModifiedEvent", "FileAttribEvent", "FileClosedEvent",
-    "FileDeletedEvent", "FileMovedEvent", "DirCreatedEvent", "DirDeletedEvent", "DirMovedEvent",
-)  # fmt: skip
+    "FileCreatedEvent",
+    "FileModifiedEvent",
+    "FileAttribEvent",
+    "FileClosedEvent",
+    "FileDeletedEvent",
+    "FileMovedEvent",
+    "DirCreatedEvent",
+    "DirDeletedEvent",
+    "DirMovedEvent",
+)
 
 
 def _event_filter() -> list:
@@ -314,8 +325,9 @@ class RootHandler:
         if kind == "deleted" and src == self.root:
             log.warning(
                 "the watched folder %s disappeared (unmounted or deleted?); its images stay in "
-                "the library. Restart watch once it is back.", src,
-            )  # fmt: skip
+                "the library. Restart watch once it is back.",
+                src,
+            )
             return
         if not self._wanted(src, is_dir):
             return
@@ -362,8 +374,11 @@ class Observers:
                 raise
             log.warning(
                 "cannot watch %s with inotify (%s); polling it every %.0fs instead. Raising "
-                "fs.inotify.max_user_watches helps.", root, exc, self.poll_interval,
-            )  # fmt: skip
+                "fs.inotify.max_user_watches helps.",
+                root,
+                exc,
+                self.poll_interval,
+            )
             self._schedule(root, handler, polling=True)
 
     def _schedule(self, root: str, handler: RootHandler, *, polling: bool) -> None:

@@ -27,10 +27,22 @@ from clipsearch.errors import UnreadableImage
 
 IMAGE_EXTENSIONS = frozenset(
     {
-        ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".dib",
-        ".tif", ".tiff", ".heic", ".heif", ".hif",
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".jfif",
+        ".png",
+        ".webp",
+        ".gif",
+        ".bmp",
+        ".dib",
+        ".tif",
+        ".tiff",
+        ".heic",
+        ".heif",
+        ".hif",
     }
-)  # fmt: skip
+)
 
 _ROTATING_ORIENTATIONS = {5, 6, 7, 8}
 _EXIF_IFD = 0x8769

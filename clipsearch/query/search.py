@@ -165,6 +165,13 @@ class Searcher:
 
 def _result(row: ImageRow, score: float) -> SearchResult:
     return SearchResult(
-        id=row.id, path=row.path, score=float(score), width=row.width, height=row.height,
-        size=row.size, mtime=row.mtime_ns / 1e9, taken_at=row.taken_at, source=row.source,
-    )  # fmt: skip
+        id=row.id,
+        path=row.path,
+        score=float(score),
+        width=row.width,
+        height=row.height,
+        size=row.size,
+        mtime=row.mtime_ns / 1e9,
+        taken_at=row.taken_at,
+        source=row.source,
+    )

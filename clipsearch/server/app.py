@@ -63,9 +63,13 @@ def create_app(
                 on_stop()
 
     app = FastAPI(
-        title="clipsearch", version=__version__, description=DESCRIPTION,
-        docs_url=None, redoc_url=None, lifespan=lifespan,
-    )  # fmt: skip
+        title="clipsearch",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
     app.state.ctx = ServerContext(library, settings, QueryEngine(library))
     errors.install(app)
     for feature in all_features():
@@ -97,16 +101,19 @@ def _add_docs(app: FastAPI) -> None:
     @app.get("/docs", include_in_schema=False)
     def swagger() -> HTMLResponse:
         return get_swagger_ui_html(
-            openapi_url="/openapi.json", title="clipsearch API",
+            openapi_url="/openapi.json",
+            title="clipsearch API",
             swagger_js_url="/docs/assets/swagger-ui-bundle.js",
             swagger_css_url="/docs/assets/swagger-ui.css",
             swagger_favicon_url="/static/icon.svg",
-        )  # fmt: skip
+        )
 
     @app.get("/redoc", include_in_schema=False)
     def redoc() -> HTMLResponse:
         return get_redoc_html(
-            openapi_url="/openapi.json", title="clipsearch API",
+            openapi_url="/openapi.json",
+            title="clipsearch API",
             redoc_js_url="/docs/assets/redoc.standalone.js",
-            redoc_favicon_url="/static/icon.svg", with_google_fonts=False,
-        )  # fmt: skip
+            redoc_favicon_url="/static/icon.svg",
+            with_google_fonts=False,
+        )

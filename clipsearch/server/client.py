@@ -116,9 +116,15 @@ class Client:
         self._conn.close()
 
     def request(
-        self, method: str, path: str, *, params: dict | None = None, body: Any = None,
-        files: dict[str, tuple[str, bytes]] | None = None, timeout: float | None = None,
-    ) -> Any:  # fmt: skip
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict | None = None,
+        body: Any = None,
+        files: dict[str, tuple[str, bytes]] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
         headers = {"Accept": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
@@ -147,9 +153,11 @@ class Client:
             err = (payload or {}).get("error") if isinstance(payload, dict) else None
             err = err if isinstance(err, dict) else {}
             raise ServerError(
-                resp.status, str(err.get("code", "error")),
-                str(err.get("message", f"HTTP {resp.status}")), err.get("hint"),
-            )  # fmt: skip
+                resp.status,
+                str(err.get("code", "error")),
+                str(err.get("message", f"HTTP {resp.status}")),
+                err.get("hint"),
+            )
         return payload
 
 
@@ -260,10 +268,17 @@ def _search(client: Client, query: Any) -> dict:
             up = client.request("POST", "/api/uploads", files={"image": (Path(t.value).name, data)})
             terms.append({"upload": up["id"], "weight": t.weight})
     body = {
-        "terms": terms, "k": query.k, "min_score": query.min_score,
-        "filters": {"folders": list(query.within), "source": query.source,
-                    "after": query.after, "before": query.before, "tag": query.tag},
-    }  # fmt: skip
+        "terms": terms,
+        "k": query.k,
+        "min_score": query.min_score,
+        "filters": {
+            "folders": list(query.within),
+            "source": query.source,
+            "after": query.after,
+            "before": query.before,
+            "tag": query.tag,
+        },
+    }
     answer = client.request("POST", "/api/search", body=body)
     names = [f.name for f in fields(SearchResult)]
     results = [SearchResult(**{n: r[n] for n in names}) for r in answer["results"]]

@@ -65,8 +65,9 @@ def connect_url(host: str, port: int) -> str:
     return f"http://[{name}]:{port}" if ":" in name else f"http://{name}:{port}"
 
 
-def _server(library: Any, settings: ServerSettings, on_ready: Callable[[str], None] | None,
-            log_level: str) -> tuple[Any, socket.socket, str]:  # fmt: skip
+def _server(
+    library: Any, settings: ServerSettings, on_ready: Callable[[str], None] | None, log_level: str
+) -> tuple[Any, socket.socket, str]:
     import uvicorn
 
     from clipsearch.server.app import create_app
@@ -78,14 +79,25 @@ def _server(library: Any, settings: ServerSettings, on_ready: Callable[[str], No
 
     def announce() -> None:
         try:
-            write_server_file(library.path, {
-                "pid": pid, "host": settings.host, "port": settings.port, "url": url,
-                "token_required": bool(settings.token), "started": time.time(),
-                "version": __version__, "library": str(library.path),
-            })  # fmt: skip
+            write_server_file(
+                library.path,
+                {
+                    "pid": pid,
+                    "host": settings.host,
+                    "port": settings.port,
+                    "url": url,
+                    "token_required": bool(settings.token),
+                    "started": time.time(),
+                    "version": __version__,
+                    "library": str(library.path),
+                },
+            )
         except OSError as exc:
-            log.warning("cannot write %s/server.json (%s): `clipsearch search` will not "
-                        "find this server", library.path, exc.strerror or exc)  # fmt: skip
+            log.warning(
+                "cannot write %s/server.json (%s): `clipsearch search` will not find this server",
+                library.path,
+                exc.strerror or exc,
+            )
         if on_ready:
             on_ready(url)
 
@@ -94,16 +106,24 @@ def _server(library: Any, settings: ServerSettings, on_ready: Callable[[str], No
 
     app = create_app(library, settings, on_start=announce, on_stop=withdraw)
     config = uvicorn.Config(
-        app, log_config=None, log_level=log_level, access_log=log_level == "debug",
-        timeout_graceful_shutdown=5, server_header=False, lifespan="on",
-    )  # fmt: skip
+        app,
+        log_config=None,
+        log_level=log_level,
+        access_log=log_level == "debug",
+        timeout_graceful_shutdown=5,
+        server_header=False,
+        lifespan="on",
+    )
     return uvicorn.Server(config), sock, url
 
 
 def run(
-    library: Any, settings: ServerSettings, *, on_ready: Callable[[str], None] | None = None,
+    library: Any,
+    settings: ServerSettings,
+    *,
+    on_ready: Callable[[str], None] | None = None,
     log_level: str = "warning",
-) -> None:  # fmt: skip
+) -> None:
     """Serve until Ctrl-C / SIGTERM (blocking). `on_ready(url)` runs once it answers."""
     server, sock, _ = _server(library, settings, on_ready, log_level)  # a busy port fails fast
     port = sock.getsockname()[1]
@@ -123,8 +143,9 @@ class BackgroundServer:
         httpx.get(srv.url + "/api/status")
     """
 
-    def __init__(self, library: Any, settings: ServerSettings | None = None,
-                 log_level: str = "warning") -> None:  # fmt: skip
+    def __init__(
+        self, library: Any, settings: ServerSettings | None = None, log_level: str = "warning"
+    ) -> None:
         self.library = library
         self.settings = settings or ServerSettings(port=0)
         self.log_level = log_level
@@ -144,9 +165,11 @@ class BackgroundServer:
                 sock.close()
                 raise
         self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name="clipsearch-server",
+            target=self._server.run,
+            kwargs={"sockets": [sock]},
+            name="clipsearch-server",
             daemon=True,
-        )  # fmt: skip
+        )
         self._thread.start()
         if not self._ready.wait(timeout):
             self.stop()

@@ -48,9 +48,12 @@ class Term(_Request):
         None, max_length=64, description="The id of an image sent to `POST /api/uploads`."
     )
     weight: float = Field(
-        1.0, ge=-100, le=100, allow_inf_nan=False,
+        1.0,
+        ge=-100,
+        le=100,
+        allow_inf_nan=False,
         description="Negative pushes results away from the term.",
-    )  # fmt: skip
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Term:
@@ -66,15 +69,17 @@ class Filters(_Request):
     """Which images may appear. Every filter given must hold."""
 
     folders: list[str] = Field(
-        default_factory=list, max_length=32,
+        default_factory=list,
+        max_length=32,
         description="Only images inside one of these folders (or these files).",
-    )  # fmt: skip
+    )
     source: Literal["photos", "generated"] | None = None
     after: str | None = Field(
-        None, max_length=40,
+        None,
+        max_length=40,
         description="Taken on/after this date (2024, 2024-06, 2024-06-30 or ISO datetime); "
         "the capture time, else the file's modification time.",
-    )  # fmt: skip
+    )
     before: str | None = Field(None, max_length=40, description="Taken before this date.")
     tag: str | None = Field(
         None, max_length=200, description="Only images with this tag (`clipsearch tag`)."
@@ -89,9 +94,10 @@ class SearchRequest(_Request):
     """
 
     q: str | None = Field(
-        None, max_length=1000,
+        None,
+        max_length=1000,
         description="Words, in rclip's syntax: `2:dog + cat - fruit` (weights, +/- terms).",
-    )  # fmt: skip
+    )
     terms: list[Term] = Field(default_factory=list, max_length=MAX_TERMS)
     k: int = Field(30, ge=1, le=MAX_K, description="How many results.")
     min_score: float | None = Field(None, ge=-1, le=1, allow_inf_nan=False)
@@ -361,9 +367,10 @@ class TagRequest(_Request):
 class ClassifyRequest(_Request):
     labels: list[str] = Field(..., min_length=1, max_length=1000)
     ids: list[int] = Field(
-        default_factory=list, max_length=10_000,
+        default_factory=list,
+        max_length=10_000,
         description="Only these images (default: all, up to `limit`).",
-    )  # fmt: skip
+    )
     top: int = Field(3, ge=1, le=20)
     limit: int = Field(500, ge=1, le=10_000)
 

@@ -77,9 +77,13 @@ class QueryEngine:
             vector = encoder.encode_images(pixels[None])[0]
             width, height, fmt, match = info.width, info.height, info.format, None
         upload = schemas.Upload(
-            id="up_" + secrets.token_urlsafe(12), width=width, height=height,
-            format=fmt or "unknown", bytes=len(data), library_id=match,
-        )  # fmt: skip
+            id="up_" + secrets.token_urlsafe(12),
+            width=width,
+            height=height,
+            format=fmt or "unknown",
+            bytes=len(data),
+            library_id=match,
+        )
         with self._lock:
             self._uploads[upload.id] = _Uploaded(np.asarray(vector, np.float32), upload)
             while len(self._uploads) > _UPLOADS_KEPT:
@@ -93,9 +97,12 @@ class QueryEngine:
                 self._uploads.move_to_end(upload_id)
         if found is None:
             raise ApiError(
-                410, "upload_expired", f"no uploaded image {upload_id!r} (the server forgets "
-                "old uploads and all of them when it restarts)", "Upload the image again.",
-            )  # fmt: skip
+                410,
+                "upload_expired",
+                f"no uploaded image {upload_id!r} (the server forgets "
+                "old uploads and all of them when it restarts)",
+                "Upload the image again.",
+            )
         return found.vector
 
     # --- vectors -------------------------------------------------------------------------

@@ -290,8 +290,11 @@ def _build_ivf(dim: int, ids: np.ndarray, vectors: np.ndarray, *, seed: int):
         return None
     log.info(
         "built IVF index: %d vectors, nlist=%d, nprobe=%d in %.1fs",
-        n, nlist, index.nprobe, time.perf_counter() - t0,
-    )  # fmt: skip
+        n,
+        nlist,
+        index.nprobe,
+        time.perf_counter() - t0,
+    )
     return index
 
 

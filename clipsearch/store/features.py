@@ -30,10 +30,12 @@ def set_hashes(store: Store, hashes: dict[int, tuple[int, int, int, int]]) -> No
         update(Image)
         .where(Image.id == bindparam("row_id"))
         .values(
-            phash=bindparam("p"), dhash=bindparam("d"), phash_mirror=bindparam("pm"),
+            phash=bindparam("p"),
+            dhash=bindparam("d"),
+            phash_mirror=bindparam("pm"),
             dhash_mirror=bindparam("dm"),
         )
-    )  # fmt: skip
+    )
     rows = [{"row_id": i, "p": h[0], "d": h[1], "pm": h[2], "dm": h[3]} for i, h in hashes.items()]
     with store.engine.begin() as conn:
         for chunk in _chunks(rows):

@@ -80,16 +80,33 @@ class Changes:
 
     def __bool__(self) -> bool:
         return any(
-            (self.inserts, self.replaces, self.moves, self.touches, self.removes,
-             self.failures, self.cleared_failures)
-        )  # fmt: skip
+            (
+                self.inserts,
+                self.replaces,
+                self.moves,
+                self.touches,
+                self.removes,
+                self.failures,
+                self.cleared_failures,
+            )
+        )
 
 
 _ROW_COLUMNS = (
-    Image.id, Image.path, Image.size, Image.mtime_ns, Image.content_hash, Image.width,
-    Image.height, Image.format, Image.taken_at, Image.source, Image.added_at, Image.updated_at,
+    Image.id,
+    Image.path,
+    Image.size,
+    Image.mtime_ns,
+    Image.content_hash,
+    Image.width,
+    Image.height,
+    Image.format,
+    Image.taken_at,
+    Image.source,
+    Image.added_at,
+    Image.updated_at,
     Image.embedding.is_not(None),
-)  # fmt: skip
+)
 
 
 def _row(r: Sequence) -> ImageRow:
@@ -358,9 +375,12 @@ class Store:
                     conn.execute(delete(Failure).where(Failure.path.in_(chunk)))
             for f in changes.failures:
                 stmt = sqlite_insert(Failure).values(
-                    path=f.path, size=f.size, mtime_ns=f.mtime_ns, reason=f.reason,
+                    path=f.path,
+                    size=f.size,
+                    mtime_ns=f.mtime_ns,
+                    reason=f.reason,
                     failed_at=f.failed_at,
-                )  # fmt: skip
+                )
                 conn.execute(
                     stmt.on_conflict_do_update(
                         index_elements=[Failure.path],

@@ -82,9 +82,7 @@ class Classification:
 
 def clean_labels(labels: Iterable[str]) -> tuple[str, ...]:
     """Labels stripped, without blanks, comments and repeats; TagError if none are left."""
-    out = dict.fromkeys(
-        s.strip() for s in labels if s.strip() and not s.strip().startswith("#")
-    )  # fmt: skip
+    out = dict.fromkeys(s.strip() for s in labels if s.strip() and not s.strip().startswith("#"))
     if not out:
         raise TagError(
             "no labels given",

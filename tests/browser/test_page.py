@@ -222,9 +222,13 @@ def test_filters_narrow_the_results_and_live_in_the_url(page, served):
 
 def test_works_on_a_phone_sized_screen(browser, served, page_errors):
     context, page = new_page(
-        browser, page_errors, viewport={"width": 375, "height": 667}, is_mobile=True,
-        has_touch=True, device_scale_factor=2,
-    )  # fmt: skip
+        browser,
+        page_errors,
+        viewport={"width": 375, "height": 667},
+        is_mobile=True,
+        has_touch=True,
+        device_scale_factor=2,
+    )
     try:
         open_page(page, served.url, "#/search?q=a+boat")
         page.wait_for_function("() => document.querySelectorAll('#grid a.tile').length === 11")

@@ -14,7 +14,8 @@ def test_open_index_search_status(lib_dir, photos, tiny_model):
         hits = lib.search(image=photos / "img1.jpg", k=3)
         assert hits[0].path == str(photos / "img1.jpg") and len(hits) == 3
         assert lib.search("a cat", k=2, within=[photos / "sub"])[0].path.startswith(
-            str(photos / "sub"))
+            str(photos / "sub")
+        )
         like = lib.search(like=hits[0].id, k=2)
         assert hits[0].id not in [h.id for h in like]
         st = lib.status()

@@ -177,16 +177,23 @@ def test_busy_library_moves_nothing(cli, collection, lib_dir, tmp_path):
         busy = cli("dupes", "--no-similar", "--move-to", str(tmp_path / "q"), expect=3)
     assert "being written" in busy.stderr or "busy" in busy.stderr
     assert sorted(p.name for p in collection.iterdir() if p.is_file()) == [
-        "a-flip.jpg", "a-small.jpg", "a.jpg", "b-q30.jpg", "b.png", "c.jpg", "d.jpg",
-    ]  # fmt: skip
+        "a-flip.jpg",
+        "a-small.jpg",
+        "a.jpg",
+        "b-q30.jpg",
+        "b.png",
+        "c.jpg",
+        "d.jpg",
+    ]
     assert not (tmp_path / "q").exists()
 
 
 def test_library_indexed_before_hashes_gets_them_lazily(cli, collection, lib_dir):
     cli("index", str(collection))
     with sqlite3.connect(lib_dir / "clipsearch.db") as db:  # as a library from before 0003
-        db.execute("UPDATE images SET phash = NULL, dhash = NULL, phash_mirror = NULL, "
-                   "dhash_mirror = NULL")  # fmt: skip
+        db.execute(
+            "UPDATE images SET phash = NULL, dhash = NULL, phash_mirror = NULL, dhash_mirror = NULL"
+        )
     first = json.loads(cli("dupes", "--no-similar", "--json").output)
     assert first["hashed"] == 8
     assert len(first["groups"]) == 2

@@ -112,8 +112,10 @@ def test_same_seed_same_picture(made, tmp_path):
 
 def test_init_image_is_the_starting_point(made, tmp_path):
     init = next(made.photos.glob("*.png"))
-    out = generate(made.lib, _request("a purple heart", steps=1, lr=0.001, init_image=str(init),
-                                      out=str(tmp_path)))  # fmt: skip
+    out = generate(
+        made.lib,
+        _request("a purple heart", steps=1, lr=0.001, init_image=str(init), out=str(tmp_path)),
+    )
     got = np.asarray(Image.open(out.path).convert("RGB")).astype(float)
     want = np.asarray(Image.open(init).convert("RGB").resize((64, 64))).astype(float)
     assert np.abs(got - want).mean() < 20  # the VQGAN's reconstruction of the init picture
@@ -129,8 +131,11 @@ def test_ctrl_c_keeps_the_picture_so_far_only_if_asked(made, tmp_path):
         generate(made.lib, _request(RED, out=str(tmp_path / "lost")), progress=interrupt)
     assert not list((tmp_path / "lost").glob("*.png"))
     assert made.lib.status()["images"] == before
-    kept = generate(made.lib, _request(RED, keep_on_interrupt=True, out=str(tmp_path / "kept")),
-                    progress=interrupt)  # fmt: skip
+    kept = generate(
+        made.lib,
+        _request(RED, keep_on_interrupt=True, out=str(tmp_path / "kept")),
+        progress=interrupt,
+    )
     assert kept.interrupted and kept.steps_done == 3 and Path(kept.path).exists()
     assert read_provenance(kept.path)["steps"] == "3"
     assert made.lib.status()["images"] == before + 1
@@ -165,8 +170,22 @@ def test_cli_errors_are_one_clear_message(cli, lib_dir):
 
 
 def test_cli_pixel_drawer_needs_no_vqgan(cli, lib_dir):
-    r = cli("--threads", "1", "generate", "a cat:1", "dogs:-0.5", "--drawer", "pixel",
-            "--steps", "3", "--size", "32x24", "--seed", "1", "--json")  # fmt: skip
+    r = cli(
+        "--threads",
+        "1",
+        "generate",
+        "a cat:1",
+        "dogs:-0.5",
+        "--drawer",
+        "pixel",
+        "--steps",
+        "3",
+        "--size",
+        "32x24",
+        "--seed",
+        "1",
+        "--json",
+    )
     out = json.loads(r.stdout)
     assert out["drawer"] == "pixel" and out["vqgan_model"] is None and out["steps_done"] == 3
     assert Image.open(out["path"]).size == (32, 24)
@@ -187,16 +206,35 @@ def test_ctrl_c_in_a_real_process(tmp_path, keep):
 
     lib = tmp_path / "library"
     exe = Path(sys.executable).with_name("clipsearch")
-    args = [str(exe), "-v", "--library", str(lib), "--model", "tiny-shapes", "--threads", "1",
-            "generate", RED, "--steps", "100000", "--seed", "1", "--cutouts", "2"]  # fmt: skip
+    args = [
+        str(exe),
+        "-v",
+        "--library",
+        str(lib),
+        "--model",
+        "tiny-shapes",
+        "--threads",
+        "1",
+        "generate",
+        RED,
+        "--steps",
+        "100000",
+        "--seed",
+        "1",
+        "--cutouts",
+        "2",
+    ]
     if keep:
         args.append("--keep-on-interrupt")
     # A background shell hands children SIGINT ignored (and Python then leaves it so): restore.
     proc = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )  # fmt: skip
+    )
     try:
         for line in proc.stderr:  # wait until the loop runs (logged just before it starts)
             if "drawing 64x64" in line:

@@ -41,8 +41,10 @@ def _wait(http: httpx.Client, job_id: str, timeout: float = 240) -> dict:
 
 def test_a_job_runs_reports_progress_and_adds_the_picture(served):
     http = served.http
-    r = http.post("/api/generate", json={"prompts": [RED], "steps": 30, "seed": 7,
-                                          "cutouts": 8, "preview_every": 1})  # fmt: skip
+    r = http.post(
+        "/api/generate",
+        json={"prompts": [RED], "steps": 30, "seed": 7, "cutouts": 8, "preview_every": 1},
+    )
     assert r.status_code == 202, r.text
     job = r.json()
     assert job["state"] == "running" and job["steps"] == 30 and job["prompts"] == [RED]

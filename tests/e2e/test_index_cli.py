@@ -144,13 +144,22 @@ def test_unreadable_file_is_recorded_with_permission_reason(lib_dir, photos, tin
     make_image(locked, seed=77)
     locked.chmod(0)
     lib_dir.mkdir()
-    proc = run_process("--library", str(lib_dir), "--model", tiny_model, "index",
-                       str(photos), "--json", prefix=unprivileged())
+    proc = run_process(
+        "--library",
+        str(lib_dir),
+        "--model",
+        tiny_model,
+        "index",
+        str(photos),
+        "--json",
+        prefix=unprivileged(),
+    )
     locked.chmod(0o644)
     assert proc.returncode == 0, proc.stderr
     s = json.loads(proc.stdout)
-    assert s["added"] == 8 and s["failures"] == [{"path": str(locked),
-                                                   "reason": "permission denied"}]
+    assert s["added"] == 8 and s["failures"] == [
+        {"path": str(locked), "reason": "permission denied"}
+    ]
 
 
 def test_missing_path_is_an_error_and_deletes_nothing(cli, photos, tmp_path):
@@ -189,8 +198,9 @@ def test_not_a_library_folder_is_refused(tmp_path, tiny_model, photos):
 
     from clipsearch.cli import cli as command
 
-    result = CliRunner().invoke(command, ["--library", str(photos), "--model", tiny_model,
-                                          "index", str(photos)])
+    result = CliRunner().invoke(
+        command, ["--library", str(photos), "--model", tiny_model, "index", str(photos)]
+    )
     assert result.exit_code == 1
     assert "is not a clipsearch library" in result.stderr
     assert not (photos / "clipsearch.db").exists()

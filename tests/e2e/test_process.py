@@ -28,11 +28,26 @@ def many_photos(tmp_path_factory):
 
 def start_index(lib, model, photos, *extra):
     return subprocess.Popen(
-        [CLI, "--library", str(lib), "--model", model, "--batch-size", "4", "--workers", "1",
-         "index", str(photos), "--json", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            CLI,
+            "--library",
+            str(lib),
+            "--model",
+            model,
+            "--batch-size",
+            "4",
+            "--workers",
+            "1",
+            "index",
+            str(photos),
+            "--json",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
+    )
 
 
 def wait_for_db(lib: Path, timeout=60):
@@ -114,8 +129,9 @@ def test_kill_9_at_random_moments_loses_nothing(tmp_path, tiny_model, many_photo
         # The library opens, agrees with itself and searches fine after every kill.
         status = json.loads(run_process("--library", str(lib), "status", "--json").stdout)
         assert status["vectors"] == status["index"]["vectors"] == before
-    final = json.loads(run_process("--library", str(lib), "index", str(many_photos),
-                                   "--json").stdout)
+    final = json.loads(
+        run_process("--library", str(lib), "index", str(many_photos), "--json").stdout
+    )
     assert final["added"] + final["unchanged"] == 240 and final["failed"] == 0
     check_every_file_once(lib, tiny_model, many_photos)
 
@@ -124,8 +140,20 @@ def test_progress_bar_on_a_terminal(tmp_path, tiny_model, many_photos):
     lib = tmp_path / "lib"
     pid, fd = pty.fork()
     if pid == 0:  # child: stdout/stderr are the terminal
-        os.execv(CLI, [CLI, "--library", str(lib), "--model", tiny_model, "--batch-size", "4",
-                       "index", str(many_photos)])
+        os.execv(
+            CLI,
+            [
+                CLI,
+                "--library",
+                str(lib),
+                "--model",
+                tiny_model,
+                "--batch-size",
+                "4",
+                "index",
+                str(many_photos),
+            ],
+        )
     chunks = []
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

@@ -60,8 +60,9 @@ def test_mix_scores_are_cosine_to_the_weighted_sum(cli, indexed, lib_dir):
     assert len(hits) == 8
     with Library.open(lib_dir) as lib:
         ids, vecs = lib.store.get_vectors([h["id"] for h in hits], lib.dim)
-        va, vb = (lib.store.get_vectors([lib.store.row_by_path(p).id], lib.dim)[1][0]
-                  for p in (a, b))
+        va, vb = (
+            lib.store.get_vectors([lib.store.row_by_path(p).id], lib.dim)[1][0] for p in (a, b)
+        )
     q = 3 * va - vb
     q /= np.linalg.norm(q)
     expected = dict(zip(ids.tolist(), (vecs @ q).tolist(), strict=True))

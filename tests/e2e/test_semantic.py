@@ -29,8 +29,9 @@ def shapes_lib(tmp_path_factory):
     root = tmp_path_factory.mktemp("shapes")
     photos = root / "photos"
     shapes.write_collection(photos / "random", 60, seed=21, size=128, suffix=".jpg")
-    shapes.write_collection(photos / "planted", 3 * len(PLANTED), seed=22, size=128,
-                            suffix=".png", descriptions=PLANTED)  # fmt: skip
+    shapes.write_collection(
+        photos / "planted", 3 * len(PLANTED), seed=22, size=128, suffix=".png", descriptions=PLANTED
+    )
     lib = Library.open(root / "library", model="tiny-shapes")
     lib.index([photos])
     yield lib
@@ -74,8 +75,9 @@ def test_scores_are_ordered_and_separate_matches_from_the_rest(shapes_lib):
 def test_image_query_returns_the_same_shape_and_colour_first(shapes_lib, query, tmp_path):
     # A new picture (not in the library) of the thing: pictures of the same colour and shape
     # come first, whatever their count, size or background.
-    (example,) = shapes.write_collection(tmp_path, 1, seed=99, size=128, suffix=".png",
-                                         descriptions=[parse_caption(query)])  # fmt: skip
+    (example,) = shapes.write_collection(
+        tmp_path, 1, seed=99, size=128, suffix=".png", descriptions=[parse_caption(query)]
+    )
     want = parse_caption(query)
     same_look = Description(colour=want.colour, kind=want.kind)
     hits = shapes_lib.search(image=example, k=3)
@@ -102,8 +104,9 @@ def test_negative_term_pushes_a_colour_away(shapes_lib):
 
 def test_mix_of_image_and_text(shapes_lib):
     # A red circle's picture + the word "square": red squares or other circles, never noise.
-    red_circle = next(p for p in Path(shapes_lib.status()["roots"][0]["path"]).glob(
-        "planted/*red-circle*"))
+    red_circle = next(
+        p for p in Path(shapes_lib.status()["roots"][0]["path"]).glob("planted/*red-circle*")
+    )
     hits = shapes_lib.search("a square", image=red_circle, k=3)
     assert all(truth(h).kind in ("square", "circle") for h in hits)
 

@@ -15,8 +15,20 @@ from clipsearch import Library
 from clipsearch.server import BackgroundServer, ServerSettings
 from tests.conftest import make_image
 
-HIT_KEYS = {"id", "path", "score", "width", "height", "size", "mtime", "taken_at", "source",
-            "name", "thumb_url", "file_url"}  # fmt: skip
+HIT_KEYS = {
+    "id",
+    "path",
+    "score",
+    "width",
+    "height",
+    "size",
+    "mtime",
+    "taken_at",
+    "source",
+    "name",
+    "thumb_url",
+    "file_url",
+}
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +55,9 @@ def served(tmp_path_factory, tiny_model):
             os.path.relpath(r.path, photos): r.id
             for r in lib.store.rows_under([str(photos)]).values()
         }
-        yield SimpleNamespace(url=srv.url, lib=lib, photos=photos, lib_dir=root / "library",
-                              http=http, ids=ids)  # fmt: skip
+        yield SimpleNamespace(
+            url=srv.url, lib=lib, photos=photos, lib_dir=root / "library", http=http, ids=ids
+        )
         http.close()
     lib.close()
 
@@ -71,8 +84,11 @@ def test_text_search_matches_the_library_and_has_the_documented_shape(served):
 
 def test_weighted_mix_with_negatives_scores_against_the_weighted_sum(served):
     a, b = served.ids["img0.jpg"], served.ids["img1.jpg"]
-    body = {"q": "2:beach - people", "terms": [{"like": a, "weight": 1.5},
-                                                {"like": b, "weight": -0.5}], "k": 9}  # fmt: skip
+    body = {
+        "q": "2:beach - people",
+        "terms": [{"like": a, "weight": 1.5}, {"like": b, "weight": -0.5}],
+        "k": 9,
+    }
     hits = _hits(served.http.post("/api/search", json=body))
     lib = served.lib
     enc = lib.encoder
@@ -115,8 +131,13 @@ def test_one_shot_image_search_mixes_text_and_filters(served):
     query = '{"q": "a blue square", "k": 3, "filters": {"folders": ["%s"]}}' % (
         served.photos / "sub"
     )
-    hits = _hits(served.http.post("/api/search/image", files={"image": ("x.jpg", data)},
-                                  data={"query": query, "weight": "2"}))  # fmt: skip
+    hits = _hits(
+        served.http.post(
+            "/api/search/image",
+            files={"image": ("x.jpg", data)},
+            data={"query": query, "weight": "2"},
+        )
+    )
     assert hits and all(h["path"].startswith(str(served.photos / "sub") + "/") for h in hits)
 
 
@@ -178,8 +199,12 @@ def test_status_info_health_and_failures(served):
     assert {"search", "library"} <= {f["page"] for f in info["features"] if f["page"]}
     assert info["token_required"] is False and info["max_upload_bytes"] == 20 * 2**20
     health = served.http.get("/api/health").json()
-    assert health == {"ok": True, "version": health["version"], "library": str(served.lib_dir),
-                      "model": served.lib.model}  # fmt: skip
+    assert health == {
+        "ok": True,
+        "version": health["version"],
+        "library": str(served.lib_dir),
+        "model": served.lib.model,
+    }
     assert served.http.get("/api/failures").json() == []
 
 
@@ -199,8 +224,15 @@ def test_the_page_is_served_with_a_strict_policy(served):
     page = served.http.get("/")
     assert page.status_code == 200 and '<script type="module" src="/static/app.js">' in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"]
-    for asset in ("app.js", "lib.js", "viewer.js", "query-images.js", "style.css",
-                  "pages/search.js", "pages/library.js"):  # fmt: skip
+    for asset in (
+        "app.js",
+        "lib.js",
+        "viewer.js",
+        "query-images.js",
+        "style.css",
+        "pages/search.js",
+        "pages/library.js",
+    ):
         assert served.http.get(f"/static/{asset}").status_code == 200, asset
 
 

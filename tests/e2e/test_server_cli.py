@@ -27,9 +27,11 @@ def start_server(
     exe = Path(sys.executable).with_name("clipsearch")
     proc = subprocess.Popen(
         [str(exe), "--library", str(lib_dir), "serve", "--port", "0", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-    )  # fmt: skip
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         info = read_server_file(lib_dir)
@@ -74,13 +76,15 @@ def test_search_uses_the_running_server_with_the_same_output(indexed, photos, tm
         img2, sub = str(photos / "img2.jpg"), str(photos / "sub")
         cases = [
             (("a red circle", "-k", "5"), in_process(indexed, "a red circle", k=5)),
-            (("--image", img2, "--not", "blue"),
-             in_process(indexed, image=img2, negative=["blue"])),
+            (
+                ("--image", img2, "--not", "blue"),
+                in_process(indexed, image=img2, negative=["blue"]),
+            ),
             (("--image", str(outside), "-k", "3"), in_process(indexed, image=str(outside), k=3)),
             (("2:cat - dog", "--in", sub), in_process(indexed, "2:cat - dog", within=[sub])),
             (("--like", "3", "-k", "4"), in_process(indexed, like=3, k=4)),
             (("x", "--source", "generated"), "[]"),
-        ]  # fmt: skip
+        ]
         for args, expected in cases:
             via_server = search(indexed, *args, "--json")
             assert via_server.returncode == 0, via_server.stderr
@@ -106,14 +110,30 @@ def test_search_uses_the_running_server_with_the_same_output(indexed, photos, tm
 
 def test_search_falls_back_when_the_server_is_gone(indexed):
     baseline = in_process(indexed, "a dog")
-    write_server_file(indexed, {"pid": 999_999_999, "url": "http://127.0.0.1:9", "port": 9,
-                                "library": str(indexed), "token_required": False})  # fmt: skip
+    write_server_file(
+        indexed,
+        {
+            "pid": 999_999_999,
+            "url": "http://127.0.0.1:9",
+            "port": 9,
+            "library": str(indexed),
+            "token_required": False,
+        },
+    )
     stale = search(indexed, "a dog", "--json")
     assert stale.returncode == 0 and "not running" in stale.stderr
     assert stale.stdout.strip() == baseline
     # A live pid (this test) whose port does not answer: skipped after a short timeout.
-    write_server_file(indexed, {"pid": os.getpid(), "url": "http://127.0.0.1:9", "port": 9,
-                                "library": str(indexed), "token_required": False})  # fmt: skip
+    write_server_file(
+        indexed,
+        {
+            "pid": os.getpid(),
+            "url": "http://127.0.0.1:9",
+            "port": 9,
+            "library": str(indexed),
+            "token_required": False,
+        },
+    )
     with pytest.raises(client.Unavailable, match="did not answer"):
         client.connect(indexed)
     query = Query((Term("text", "a dog"),))

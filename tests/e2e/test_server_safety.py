@@ -41,8 +41,9 @@ def snapshot(lib_dir: Path, photos: Path) -> dict:
         db.close()
     files = {
         str(p.relative_to(photos)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(photos.rglob("*")) if p.is_file()
-    }  # fmt: skip
+        for p in sorted(photos.rglob("*"))
+        if p.is_file()
+    }
     return {"rows": rows, "meta": meta, "failures": failures, "photos": files}
 
 
@@ -62,8 +63,9 @@ def served(tmp_path_factory, tiny_model):
     lib, srv, photos = _served(root, tiny_model, ServerSettings(port=0, max_upload_bytes=2**20))
     before = snapshot(root / "library", photos)
     http = httpx.Client(base_url=srv.url, timeout=60)
-    yield SimpleNamespace(url=srv.url, http=http, lib=lib, lib_dir=root / "library",
-                          photos=photos, before=before)  # fmt: skip
+    yield SimpleNamespace(
+        url=srv.url, http=http, lib=lib, lib_dir=root / "library", photos=photos, before=before
+    )
     http.close()
     srv.stop()
     lib.close()
@@ -241,8 +243,9 @@ def test_other_hosts_and_cross_origin_writes_are_refused(served, unchanged):
     rebind = served.http.get("/api/status", headers={"host": "attacker.example:8765"})
     assert rebind.status_code == 400
     assert_json_error(400, rebind.content, "bad_host")
-    post = served.http.post("/api/search", json={"q": "dog"},
-                            headers={"origin": "http://attacker.example"})  # fmt: skip
+    post = served.http.post(
+        "/api/search", json={"q": "dog"}, headers={"origin": "http://attacker.example"}
+    )
     assert post.status_code == 403
     same = served.http.post("/api/search", json={"q": "dog"}, headers={"origin": served.url})
     assert same.status_code == 200

@@ -11,8 +11,12 @@ def test_status_json(cli, photos, lib_dir, tiny_model):
     assert st["images"] == st["photos"] == st["vectors"] == 8
     assert st["failures"] == 0 and st["generated"] == 0
     assert st["model"] == tiny_model and st["dim"] == 32
-    assert st["index"] == {"kind": "flat", "vectors": 8, "nprobe": None,
-                           "file": st["index"]["file"]}
+    assert st["index"] == {
+        "kind": "flat",
+        "vectors": 8,
+        "nprobe": None,
+        "file": st["index"]["file"],
+    }
     assert st["index"]["file"].startswith("vectors-")
     assert st["roots"][0]["path"] == str(photos) and st["roots"][0]["last_indexed_at"]
     assert st["size_bytes"] > 0 and st["library"] == str(lib_dir)
@@ -42,8 +46,9 @@ def test_reindex_switches_model(cli, photos, other_tiny_model):
     assert out["updated"] == 8 and out["embedded"] == 8
     st = json.loads(cli("status", "--json", model=None).stdout)
     assert st["model"] == other_tiny_model and st["dim"] == 24 and st["index"]["vectors"] == 8
-    hits = json.loads(cli("search", "--image", str(photos / "img0.jpg"), "--json",
-                          model=None).stdout)
+    hits = json.loads(
+        cli("search", "--image", str(photos / "img0.jpg"), "--json", model=None).stdout
+    )
     assert hits[0]["path"] == str(photos / "img0.jpg")
 
 
@@ -68,8 +73,11 @@ def test_weights_changed_under_the_library_are_detected(tmp_path, photos):
 
 
 def test_default_model_offline_gives_one_clear_message(tmp_path, photos):
-    env = {"HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": "http://127.0.0.1:9",
-           "CLIPSEARCH_LIBRARY": str(tmp_path / "lib")}
+    env = {
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_ENDPOINT": "http://127.0.0.1:9",
+        "CLIPSEARCH_LIBRARY": str(tmp_path / "lib"),
+    }
     proc = run_process("index", str(photos), env=env)
     assert proc.returncode == 1
     err = proc.stderr

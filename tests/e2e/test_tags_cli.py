@@ -22,8 +22,9 @@ def _truth(path: str) -> str:
 def shapes_lib(tmp_path_factory) -> tuple[Path, Path]:
     """48 single-object shapes pictures (every colour x shape once), indexed with tiny-shapes."""
     root = tmp_path_factory.mktemp("shapes")
-    descs = [shapes.Description(count=1, colour=c, kind=k) for c in shapes.COLOURS
-             for k in shapes.SHAPES]  # fmt: skip
+    descs = [
+        shapes.Description(count=1, colour=c, kind=k) for c in shapes.COLOURS for k in shapes.SHAPES
+    ]
     shapes.write_collection(root / "photos", len(descs), seed=11, descriptions=descs)
     lib = root / "lib"
     cs(lib, "--model", "tiny-shapes", "index", str(root / "photos"))
@@ -78,8 +79,12 @@ def test_tag_then_search_by_tag_and_retag_replaces(shapes_lib, tmp_path):
 
     # New images are tagged as they are indexed.
     extra = root / "photos" / "later"
-    shapes.write_collection(extra, 2, seed=99, descriptions=[
-        shapes.Description(count=1, size="large", colour="red", kind="circle")])  # fmt: skip
+    shapes.write_collection(
+        extra,
+        2,
+        seed=99,
+        descriptions=[shapes.Description(count=1, size="large", colour="red", kind="circle")],
+    )
     cs(lib, "index", str(root / "photos"))
     found = json.loads(
         cs(lib, "search", "a shape", "--tag", "red circle", "--json", "-k", "48").stdout
@@ -117,5 +122,7 @@ def test_bad_labels_and_vocabularies_are_clear_errors(shapes_lib, tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("# nothing\n\n")
     assert "has no labels" in cs(lib, "tag", "--vocabulary", str(empty), expect=2).stderr
-    assert "between 0 and 1" in cs(lib, "tag", "--vocabulary", "coco", "--min-score", "2",
-                                   expect=2).stderr  # fmt: skip
+    assert (
+        "between 0 and 1"
+        in cs(lib, "tag", "--vocabulary", "coco", "--min-score", "2", expect=2).stderr
+    )

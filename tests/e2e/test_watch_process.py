@@ -27,11 +27,24 @@ TIMEOUT = 60.0
 
 def start_watch(lib: Path, model: str, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [CLI, "--library", str(lib), "--model", model, "--batch-size", "8", "watch",
-         "--settle", "0.3", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            CLI,
+            "--library",
+            str(lib),
+            "--model",
+            model,
+            "--batch-size",
+            "8",
+            "watch",
+            "--settle",
+            "0.3",
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
+    )
 
 
 def wait_for(cond, what: str, proc: subprocess.Popen | None = None, timeout: float = TIMEOUT):
@@ -56,8 +69,9 @@ def daemon_file(lib: Path) -> dict:
 def wait_watching(lib: Path, proc: subprocess.Popen) -> dict:
     return wait_for(
         lambda: (d := daemon_file(lib))["pid"] == proc.pid and d["state"] == "watching" and d,
-        "the daemon to start watching", proc,
-    )  # fmt: skip
+        "the daemon to start watching",
+        proc,
+    )
 
 
 def indexed(lib: Path) -> list[str]:
@@ -107,8 +121,10 @@ def test_status_second_writer_searches_and_sigterm(tmp_path: Path, tiny_model: s
         stop_reader = tmp_path / "stop-reader"
         reader = subprocess.Popen(
             [sys.executable, "-c", READER, str(lib), str(stop_reader)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         make_image(root / "new.jpg", seed=7)
         wait_for(lambda: indexed(lib) == on_disk(root), "the new file", proc)
         wait_for(lambda: daemon_file(lib)["totals"]["added"] == 4, "daemon.json to follow", proc)

@@ -14,8 +14,11 @@ def test_defaults_without_env():
 
 
 def test_env_overrides_defaults_and_flags_override_env(tmp_path):
-    env = {"CLIPSEARCH_LIBRARY": str(tmp_path / "env-lib"), "CLIPSEARCH_BATCH_SIZE": "8",
-           "CLIPSEARCH_MODEL": "tiny-shapes"}
+    env = {
+        "CLIPSEARCH_LIBRARY": str(tmp_path / "env-lib"),
+        "CLIPSEARCH_BATCH_SIZE": "8",
+        "CLIPSEARCH_MODEL": "tiny-shapes",
+    }
     s = Settings.resolve(env=env)
     assert s.library == tmp_path / "env-lib" and s.batch_size == 8 and s.model == "tiny-shapes"
     s = Settings.resolve(env=env, library=tmp_path / "flag-lib", batch_size=4, model=None)
@@ -29,9 +32,11 @@ def test_library_path_expands_user(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize(
     ("env", "message"),
-    [({"CLIPSEARCH_BATCH_SIZE": "lots"}, "CLIPSEARCH_BATCH_SIZE must be a whole number"),
-     ({"CLIPSEARCH_BATCH_SIZE": "0"}, "batch size must be at least 1"),
-     ({"CLIPSEARCH_THREADS": "-2"}, "threads must be at least 1")],
+    [
+        ({"CLIPSEARCH_BATCH_SIZE": "lots"}, "CLIPSEARCH_BATCH_SIZE must be a whole number"),
+        ({"CLIPSEARCH_BATCH_SIZE": "0"}, "batch size must be at least 1"),
+        ({"CLIPSEARCH_THREADS": "-2"}, "threads must be at least 1"),
+    ],
 )
 def test_bad_values_are_named(env, message):
     with pytest.raises(ConfigError, match=message):

@@ -20,9 +20,14 @@ def test_groups_are_transitive_and_separate():
 
 def test_strongest_reason_wins_for_a_pair():
     merged = dedup.merge_pairs(
-        [Pair(2, 1, "similar", 0.99), Pair(1, 2, "near", 0.8), Pair(1, 2, "exact", 1.0),
-         Pair(3, 4, "similar", 0.96), Pair(4, 3, "similar", 0.97)]
-    )  # fmt: skip
+        [
+            Pair(2, 1, "similar", 0.99),
+            Pair(1, 2, "near", 0.8),
+            Pair(1, 2, "exact", 1.0),
+            Pair(3, 4, "similar", 0.96),
+            Pair(4, 3, "similar", 0.97),
+        ]
+    )
     assert [(p.a, p.b, p.reason) for p in merged] == [(1, 2, "exact"), (3, 4, "similar")]
     assert merged[1].score == 0.97
 

@@ -16,8 +16,10 @@ def test_scan_finds_images_recursively_and_skips_the_rest(tmp_path):
     make_image(tmp_path / ".hidden.jpg")
     make_image(tmp_path / ".cache" / "c.jpg")
     make_image(tmp_path / "lib" / "thumb.jpg")
-    found = sorted(os.path.relpath(f.path, tmp_path) for f in
-                   scan([str(tmp_path)], exclude=[str(tmp_path / "lib")]))
+    found = sorted(
+        os.path.relpath(f.path, tmp_path)
+        for f in scan([str(tmp_path)], exclude=[str(tmp_path / "lib")])
+    )
     assert found == ["a.jpg", "sub/b.PNG"]
 
 
@@ -45,8 +47,12 @@ def test_unlistable_folder_is_reported(tmp_path):
         "print(found, errs)"
     )
     try:
-        out = subprocess.run([*unprivileged(), sys.executable, "-c", code, str(tmp_path)],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [*unprivileged(), sys.executable, "-c", code, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     finally:
         locked.chmod(0o755)
     assert "ok.jpg" in out and f"('{locked}', 'cannot list folder (Permission denied)')" in out

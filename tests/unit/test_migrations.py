@@ -59,10 +59,12 @@ def test_existing_library_upgrades_in_place_and_keeps_its_data(tmp_path):
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "0001")  # a library made by the first release
     with engine.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO images (id, path, size, mtime_ns, content_hash, source, embedding, "
-            "added_at, updated_at) VALUES (7, '/p/a.jpg', 1, 2, 'h', 'photos', x'00', 0, 0)"
-        ))
+        conn.execute(
+            text(
+                "INSERT INTO images (id, path, size, mtime_ns, content_hash, source, embedding, "
+                "added_at, updated_at) VALUES (7, '/p/a.jpg', 1, 2, 'h', 'photos', x'00', 0, 0)"
+            )
+        )
     migrate(engine)
     assert schema_state(engine)[0] == schema_state(engine)[1]
     with engine.begin() as conn:

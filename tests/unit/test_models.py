@@ -16,8 +16,11 @@ from clipsearch.model.specs import ModelSpec, resolve
         ("ViT-B-32:laion2b_s34b_b79k", "tag", "ViT-B-32:laion2b_s34b_b79k"),
         ("ViT-B-32", "tag", "ViT-B-32:laion2b_s34b_b79k"),
         ("ViT-B-32:random", "random", "ViT-B-32:random"),
-        ("hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K", "hf-hub",
-         "hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K"),
+        (
+            "hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
+            "hf-hub",
+            "hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
+        ),
         ("tiny-shapes", "shipped", "tiny-shapes"),
         ("ViT-B-32:/models/w.safetensors", "file", "ViT-B-32:/models/w.safetensors"),
     ],
@@ -37,8 +40,11 @@ def test_local_dir_is_absolute(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("", "empty model spec"), ("hf-hub:nope", "expected hf-hub:ORG/REPO"),
-     ("local-dir:", "empty folder")],
+    [
+        ("", "empty model spec"),
+        ("hf-hub:nope", "expected hf-hub:ORG/REPO"),
+        ("local-dir:", "empty folder"),
+    ],
 )
 def test_parse_errors(text, message):
     with pytest.raises(ModelError, match=message):

@@ -9,10 +9,17 @@ import yaml
 from clipsearch.generate.vqgan import VQGANConfig, VQGANError, load_vqgan
 
 DD = {
-    "double_z": False, "z_channels": 32, "resolution": 32, "in_channels": 3, "out_ch": 3,
-    "ch": 32, "ch_mult": [1, 2, 2], "num_res_blocks": 1, "attn_resolutions": [16],
+    "double_z": False,
+    "z_channels": 32,
+    "resolution": 32,
+    "in_channels": 3,
+    "out_ch": 3,
+    "ch": 32,
+    "ch_mult": [1, 2, 2],
+    "num_res_blocks": 1,
+    "attn_resolutions": [16],
     "dropout": 0.0,
-}  # fmt: skip
+}
 
 
 def _taming_model(n_embed: int = 64, embed_dim: int = 16) -> torch.nn.Module:
@@ -135,10 +142,13 @@ def test_lightning_checkpoints_with_pickled_objects_load_without_running_them(tm
     folder = _save_like_taming(ref, tmp_path / "vq")
     marker = tmp_path / "pwned"
     torch.save(
-        {"state_dict": ref.state_dict(), "callbacks": {"cb": _LightningCallback()},
-         "hyper": _Evil(marker)},
+        {
+            "state_dict": ref.state_dict(),
+            "callbacks": {"cb": _LightningCallback()},
+            "hyper": _Evil(marker),
+        },
         folder / "last.ckpt",
-    )  # fmt: skip
+    )
     ours = load_vqgan(folder)
     assert not marker.exists()
     with torch.no_grad():

@@ -39,6 +39,11 @@ def all_features() -> list[Feature]:
     )
 
     return [
-        search.FEATURE, images.FEATURE, status.FEATURE, session.FEATURE, duplicates.FEATURE,
-        tags.FEATURE, generate.FEATURE,
-    ]  # fmt: skip
+        search.FEATURE,
+        images.FEATURE,
+        status.FEATURE,
+        session.FEATURE,
+        duplicates.FEATURE,
+        tags.FEATURE,
+        generate.FEATURE,
+    ]

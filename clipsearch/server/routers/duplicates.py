@@ -40,9 +40,7 @@ def duplicates(
     max_distance: Annotated[int, Query(ge=0, le=64, description="Hash bits for near.")] = 24,
 ) -> dict:
     """Every duplicate group: exact copies, near copies (perceptual hashes), similar images."""
-    report = ctx.library.duplicates(
-        max_distance=max_distance, threshold=threshold, similar=similar
-    )
+    report = ctx.library.duplicates(max_distance=max_distance, threshold=threshold, similar=similar)
     out = report.to_dict()
     sources = {
         i: r.source
@@ -58,9 +56,11 @@ def duplicates(
 
 def _locked(what: str) -> ApiError:
     return ApiError(
-        409, "busy", f"the library is busy ({what}); nothing was moved",
+        409,
+        "busy",
+        f"the library is busy ({what}); nothing was moved",
         "Try again when the other clipsearch command has finished.",
-    )  # fmt: skip
+    )
 
 
 @router.post("/move", response_model=schemas.MoveResponse, responses=_BUSY)
@@ -83,8 +83,7 @@ def move(req: schemas.MoveRequest, ctx: Ctx) -> dict:
     finally:
         _moving.release()
     out = report.to_dict()
-    return {"moved": out["moved"], "skipped": out["skipped"],
-            "undo": stamp if report.log else None}  # fmt: skip
+    return {"moved": out["moved"], "skipped": out["skipped"], "undo": stamp if report.log else None}
 
 
 @router.post("/undo", response_model=schemas.MoveResponse, responses=_BUSY)

@@ -25,8 +25,10 @@ from clipsearch.server.schemas import ErrorResponse, GenerateBody, Job
 router = APIRouter(prefix="/api/generate", tags=["generate"])
 JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{12}$", description="A job id.")]
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 409: {"model": ErrorResponse},
-}  # fmt: skip
+    400: {"model": ErrorResponse},
+    404: {"model": ErrorResponse},
+    409: {"model": ErrorResponse},
+}
 
 
 class _Job:
@@ -44,14 +46,24 @@ class _Job:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "id": self.id, "state": self.state, "prompts": self.body.prompts,
-            "step": self.step, "steps": self.body.steps, "loss": self.loss,
-            "started_at": self.started_at, "finished_at": self.finished_at,
-            "preview_url": (f"/api/generate/{self.id}/preview?step={self.preview_step}"
-                            if self.preview is not None else None),
-            "preview_step": self.preview_step, "cancel_requested": self.cancel.is_set(),
-            "result": self.result, "error": self.error,
-        }  # fmt: skip
+            "id": self.id,
+            "state": self.state,
+            "prompts": self.body.prompts,
+            "step": self.step,
+            "steps": self.body.steps,
+            "loss": self.loss,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "preview_url": (
+                f"/api/generate/{self.id}/preview?step={self.preview_step}"
+                if self.preview is not None
+                else None
+            ),
+            "preview_step": self.preview_step,
+            "cancel_requested": self.cancel.is_set(),
+            "result": self.result,
+            "error": self.error,
+        }
 
 
 class Jobs:
@@ -76,15 +88,18 @@ class Jobs:
             busy = self.running()
             if busy is not None:
                 raise ApiError(
-                    409, "busy", f"a generation is already running (job {busy.id})",
+                    409,
+                    "busy",
+                    f"a generation is already running (job {busy.id})",
                     "Wait for it to finish, or cancel it: DELETE /api/generate/" + busy.id,
-                )  # fmt: skip
+                )
             job = _Job(body)
             self.jobs[job.id] = job
             for old in list(self.jobs)[:-20]:
                 del self.jobs[old]
-        threading.Thread(target=self._run, args=(library, req, job), daemon=True,
-                         name=f"generate-{job.id}").start()  # fmt: skip
+        threading.Thread(
+            target=self._run, args=(library, req, job), daemon=True, name=f"generate-{job.id}"
+        ).start()
         return job
 
     def _run(self, library: Any, req: Any, job: _Job) -> None:
@@ -117,8 +132,11 @@ class Jobs:
 
             logging.getLogger("clipsearch.server").exception("generation job %s failed", job.id)
             out, state = None, "failed"
-            error = {"code": "internal", "message": f"generation failed: {type(exc).__name__}",
-                     "hint": "Details are in the server's log."}  # fmt: skip
+            error = {
+                "code": "internal",
+                "message": f"generation failed: {type(exc).__name__}",
+                "hint": "Details are in the server's log.",
+            }
         with self.lock:
             job.result, job.state, job.error, job.finished_at = out, state, error, time.time()
 
@@ -143,9 +161,16 @@ def _request(library: Any, body: GenerateBody) -> Any:
     if body.width or body.height:
         size = (body.width or body.height, body.height or body.width)
     req = GenerateRequest(
-        prompts=tuple(body.prompts), steps=body.steps, seed=body.seed, size=size, lr=body.lr,
-        cutouts=body.cutouts, drawer=body.drawer, init_image=init, preview=body.preview_every,
-    )  # fmt: skip
+        prompts=tuple(body.prompts),
+        steps=body.steps,
+        seed=body.seed,
+        size=size,
+        lr=body.lr,
+        cutouts=body.cutouts,
+        drawer=body.drawer,
+        init_image=init,
+        preview=body.preview_every,
+    )
     try:
         check_request(req)
         if body.drawer == "vqgan":  # the size must suit the VQGAN: say so now, not later

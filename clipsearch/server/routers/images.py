@@ -43,9 +43,11 @@ def _existing_file(row) -> str:
         st = None
     if st is None or not stat.S_ISREG(st.st_mode):
         raise ApiError(
-            404, "file_gone", f"image {row.id} is no longer on disk at {row.path}",
+            404,
+            "file_gone",
+            f"image {row.id} is no longer on disk at {row.path}",
             "Run `clipsearch index` again to bring the library up to date.",
-        )  # fmt: skip
+        )
     return row.path
 
 
@@ -56,14 +58,22 @@ def image(image_id: ImageId, ctx: Ctx) -> dict:
     links = image_links(row.id, row.path)
     browser_ok = (row.format or "").upper() in _BROWSER_FORMATS
     return {
-        "id": row.id, "path": row.path, "width": row.width, "height": row.height,
-        "size": row.size, "mtime": row.mtime_ns / 1e9, "taken_at": row.taken_at,
-        "source": row.source, "format": row.format, "folder": os.path.dirname(row.path),
-        "added_at": row.added_at, "updated_at": row.updated_at,
+        "id": row.id,
+        "path": row.path,
+        "width": row.width,
+        "height": row.height,
+        "size": row.size,
+        "mtime": row.mtime_ns / 1e9,
+        "taken_at": row.taken_at,
+        "source": row.source,
+        "format": row.format,
+        "folder": os.path.dirname(row.path),
+        "added_at": row.added_at,
+        "updated_at": row.updated_at,
         "exists": os.path.isfile(row.path),
         "preview_url": links["file_url"] if browser_ok else f"{links['thumb_url']}?size=1280",
         **links,
-    }  # fmt: skip
+    }
 
 
 @router.get("/{image_id}/file", response_class=FileResponse, responses=_NOT_FOUND)
@@ -74,15 +84,19 @@ def image_file(image_id: ImageId, ctx: Ctx) -> FileResponse:
     media = mimetypes.guess_type(path)[0] or "application/octet-stream"
     name = os.path.basename(path)
     return FileResponse(
-        path, media_type=media, content_disposition_type="inline", filename=name,
+        path,
+        media_type=media,
+        content_disposition_type="inline",
+        filename=name,
         headers={"cache-control": "private, max-age=60"},
-    )  # fmt: skip
+    )
 
 
 @router.get(
-    "/{image_id}/thumb", response_class=FileResponse,
+    "/{image_id}/thumb",
+    response_class=FileResponse,
     responses={**_NOT_FOUND, 415: {"model": schemas.ErrorResponse}},
-)  # fmt: skip
+)
 def image_thumb(
     image_id: ImageId,
     ctx: Ctx,
@@ -98,9 +112,10 @@ def image_thumb(
     except UnreadableImage as exc:
         raise ApiError(415, "not_an_image", f"cannot make a thumbnail: {exc.reason}") from None
     return FileResponse(
-        thumb, media_type="image/jpeg",
+        thumb,
+        media_type="image/jpeg",
         headers={"cache-control": "private, max-age=600"},
-    )  # fmt: skip
+    )
 
 
 FEATURE = Feature("images", "Images", router)

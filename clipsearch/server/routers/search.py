@@ -62,9 +62,11 @@ def search_post(req: schemas.SearchRequest, ctx: Ctx) -> dict:
 
 
 @router.post(
-    "/uploads", response_model=schemas.Upload, status_code=201,
+    "/uploads",
+    response_model=schemas.Upload,
+    status_code=201,
     responses={**_UPLOAD_ERRORS, 422: {"model": schemas.ErrorResponse}},
-)  # fmt: skip
+)
 def upload(
     ctx: Ctx,
     image: Annotated[UploadFile, File(description="The query image (any format it reads).")],
@@ -78,9 +80,10 @@ def upload(
 
 
 @router.post(
-    "/search/image", response_model=schemas.SearchResponse,
+    "/search/image",
+    response_model=schemas.SearchResponse,
     responses={**_ERRORS, **_UPLOAD_ERRORS},
-)  # fmt: skip
+)
 def search_image(
     ctx: Ctx,
     image: Annotated[UploadFile, File(description="The query image.")],

@@ -22,16 +22,20 @@ def tags(ctx: Ctx) -> dict:
     """The vocabulary the library is tagged with (if any) and every tag in use, with counts."""
     vocab = ctx.library.tag_vocabulary()
     if vocab is not None:
-        vocab = {"name": vocab["name"], "labels": len(vocab["labels"]),
-                 "min_score": vocab.get("min_score")}  # fmt: skip
+        vocab = {
+            "name": vocab["name"],
+            "labels": len(vocab["labels"]),
+            "min_score": vocab.get("min_score"),
+        }
     counts = features.tag_counts(ctx.library.store)
     return {"vocabulary": vocab, "tags": [{"label": lb, "images": n} for lb, n in counts]}
 
 
 @router.post(
-    "/tags", response_model=schemas.TagsResponse,
+    "/tags",
+    response_model=schemas.TagsResponse,
     responses={409: {"model": schemas.ErrorResponse, "description": "The library is busy."}},
-)  # fmt: skip
+)
 def tag(req: schemas.TagRequest, ctx: Ctx) -> dict:
     """Tag every image (earlier tags are replaced); images indexed later are tagged too."""
     if not _tagging.acquire(blocking=False):
@@ -40,9 +44,11 @@ def tag(req: schemas.TagRequest, ctx: Ctx) -> dict:
         ctx.library.tag(req.vocabulary or req.labels, min_score=req.min_score)
     except LibraryLocked as exc:
         raise ApiError(
-            409, "busy", f"the library is busy ({exc.message}); nothing was tagged",
+            409,
+            "busy",
+            f"the library is busy ({exc.message}); nothing was tagged",
             "Try again when the other clipsearch command has finished.",
-        ) from None  # fmt: skip
+        ) from None
     finally:
         _tagging.release()
     return tags(ctx)
