@@ -7,39 +7,13 @@ Everything is real: SQLite files, FAISS, open_clip (a tiny randomly initialised 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 from click.testing import CliRunner, Result
-from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-TINY_CFG = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
-    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-}
-
-
-def write_tiny_model(out: Path, seed: int = 0, cfg: dict | None = None) -> Path:
-    """A randomly initialised open_clip model in local-dir layout (config + safetensors)."""
-    import open_clip
-    import torch
-    from safetensors.torch import save_file
-
-    cfg = cfg or TINY_CFG
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    model = open_clip.CLIP(**cfg)
-    (out / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg}))
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(out / "open_clip_model.safetensors"))
-    return out
+from tests.helpers import TINY_CFG, make_image, write_tiny_model
 
 
 @pytest.fixture(scope="session")
@@ -56,21 +30,6 @@ def other_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     return "local-dir:" + str(
         write_tiny_model(tmp_path_factory.mktemp("other-model"), seed=1, cfg=cfg)
     )
-
-
-def make_image(
-    path: Path, seed: int = 0, size: tuple[int, int] = (96, 64), fmt: str | None = None, **save
-) -> Path:
-    """Write a random-pattern image (distinct per seed) in the format given by the suffix."""
-    rng = np.random.default_rng(seed)
-    w, h = size
-    # Low-frequency pattern (blocks) so resizing keeps images distinct.
-    blocks = rng.integers(0, 256, size=(4, 4, 3), dtype=np.uint8)
-    arr = np.kron(blocks, np.ones((h // 4 + 1, w // 4 + 1, 1), dtype=np.uint8))[:h, :w]
-    img = Image.fromarray(arr, "RGB")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path, format=fmt, **save)
-    return path
 
 
 @pytest.fixture
@@ -106,30 +65,3 @@ def cli(lib_dir: Path, tiny_model: str) -> Callable[..., Result]:
         return result
 
     return run
-
-
-def unprivileged() -> list[str]:
-    """Command prefix under which file permissions apply (root ignores them otherwise)."""
-    if os.geteuid() != 0:
-        return []
-    return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"]
-
-
-def run_process(
-    *args: str,
-    env: dict | None = None,
-    timeout: float = 120,
-    prefix: list[str] | None = None,
-    **kw,
-) -> subprocess.CompletedProcess:
-    """Run the real `clipsearch` console script in a fresh process."""
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    exe = Path(sys.executable).with_name("clipsearch")
-    return subprocess.run(
-        [*(prefix or []), str(exe), *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=timeout,
-        **kw,
-    )

@@ -15,7 +15,7 @@ import pytest
 
 from clipsearch import Library
 from clipsearch.server import BackgroundServer, ServerSettings
-from tests.conftest import make_image
+from tests.helpers import make_image, new_page
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -80,15 +80,6 @@ def served_with_token(tmp_path_factory, tiny_model):
 @pytest.fixture
 def page_errors():
     return []
-
-
-def new_page(browser, errors: list, **context_args):
-    context = browser.new_context(**context_args)
-    page = context.new_page()
-    page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-    page.on("console", lambda m: m.type == "error" and errors.append(f"console: {m.text}"))
-    page.set_default_timeout(30_000)
-    return context, page
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from PIL import Image
 
 from clipsearch import Library
 from clipsearch.server import BackgroundServer, ServerSettings
-from tests.e2e.test_dupes_cli import photo_like
+from tests.helpers import photo_like
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ def test_review_duplicates(page, dupes_served):
 
 
 def test_duplicates_page_on_a_phone(browser, dupes_served, page_errors):
-    from tests.browser.conftest import new_page
+    from tests.helpers import new_page
 
     url, _, _, _ = dupes_served
     context, page = new_page(browser, page_errors, viewport={"width": 390, "height": 800})

@@ -7,8 +7,7 @@ import re
 
 import pytest
 
-from tests.browser.conftest import new_page
-from tests.conftest import make_image
+from tests.helpers import make_image, new_page
 
 pytestmark = pytest.mark.browser
 

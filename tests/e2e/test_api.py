@@ -60,7 +60,7 @@ def test_errors_share_a_base_class(tmp_path):
 
 
 def test_long_lived_reader_sees_a_writers_changes(lib_dir, photos, tiny_model, tmp_path):
-    from tests.conftest import make_image
+    from tests.helpers import make_image
 
     with Library.open(lib_dir, model=tiny_model) as writer:
         writer.index([photos])
@@ -80,7 +80,7 @@ def test_long_lived_reader_sees_a_writers_changes(lib_dir, photos, tiny_model, t
 
 def test_a_noop_index_run_never_saves_a_stale_index(lib_dir, photos, tiny_model, tmp_path):
     from clipsearch.store.faiss_index import VectorIndex
-    from tests.conftest import make_image
+    from tests.helpers import make_image
 
     a = Library.open(lib_dir, model=tiny_model)
     a.index([photos])

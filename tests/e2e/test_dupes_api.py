@@ -13,7 +13,7 @@ from PIL import Image
 from clipsearch import Library
 from clipsearch.server import BackgroundServer, ServerSettings
 from clipsearch.store.lock import WriterLock
-from tests.e2e.test_dupes_cli import photo_like
+from tests.helpers import photo_like
 
 
 @pytest.fixture

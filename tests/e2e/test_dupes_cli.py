@@ -7,25 +7,12 @@ import os
 import sqlite3
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
 from clipsearch import Library
 from clipsearch.store.lock import WriterLock
-
-
-def photo_like(seed: int, size: tuple[int, int] = (320, 240)) -> Image.Image:
-    """A smooth random picture with structure at several scales (hashes like a photo's)."""
-    rng = np.random.default_rng(seed)
-    w, h = size
-    out = np.zeros((h, w, 3))
-    for cells in (2, 4, 8, 16):
-        noise = rng.random((cells, cells, 3))
-        layer = Image.fromarray((noise * 255).astype(np.uint8)).resize((w, h), Image.BICUBIC)
-        out += np.asarray(layer, dtype=np.float64) / cells
-    out = 255 * (out - out.min()) / (out.max() - out.min())
-    return Image.fromarray(out.astype(np.uint8))
+from tests.helpers import photo_like
 
 
 @pytest.fixture
@@ -90,7 +77,7 @@ def test_html_report_shows_groups_side_by_side(cli, collection, tmp_path):
 
 def test_similar_images_by_clip(tmp_path):
     from clipsearch.demo import shapes
-    from tests.e2e.test_tags_cli import cs
+    from tests.helpers import cs
 
     same = shapes.Description(
         count=1, size="large", colour="red", kind="circle", background="white"

@@ -4,7 +4,7 @@ import json
 import os
 import shutil
 
-from tests.conftest import make_image, run_process, unprivileged
+from tests.helpers import make_image, run_process, unprivileged
 
 
 def index_json(cli, *paths):

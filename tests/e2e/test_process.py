@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_image, run_process
+from tests.helpers import make_image, run_process
 
 CLI = str(Path(sys.executable).with_name("clipsearch"))
 

@@ -43,7 +43,7 @@ def test_stale_index_file_catches_up_from_the_log(cli, indexed, lib_dir, tmp_pat
     saved = tmp_path / "old.faiss"
     saved.write_bytes(old.read_bytes())
     (indexed / "img0.jpg").unlink()
-    from tests.conftest import make_image
+    from tests.helpers import make_image
 
     make_image(indexed / "later.jpg", seed=40)
     cli("index", str(indexed))

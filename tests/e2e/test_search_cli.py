@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from tests.conftest import make_image
+from tests.helpers import make_image
 
 
 @pytest.fixture

@@ -112,7 +112,7 @@ def test_mix_of_image_and_text(shapes_lib):
 
 
 def test_the_demo_finds_what_it_asks_for(tmp_path):
-    from tests.conftest import run_process
+    from tests.helpers import run_process
 
     proc = run_process("demo", "--dir", str(tmp_path / "demo"), "--json", timeout=300)
     assert proc.returncode == 0, proc.stderr

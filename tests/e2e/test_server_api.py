@@ -13,7 +13,7 @@ from PIL import Image
 
 from clipsearch import Library
 from clipsearch.server import BackgroundServer, ServerSettings
-from tests.conftest import make_image
+from tests.helpers import make_image
 
 HIT_KEYS = {
     "id",

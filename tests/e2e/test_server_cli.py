@@ -16,7 +16,7 @@ import pytest
 from clipsearch.query.parse import Query, Term
 from clipsearch.server import client
 from clipsearch.server.client import read_server_file, write_server_file
-from tests.conftest import make_image, run_process
+from tests.helpers import make_image, run_process
 
 TOKEN = "a-long-enough-test-token-123"
 

@@ -23,7 +23,7 @@ from PIL import Image
 from clipsearch import Library
 from clipsearch.errors import ConfigError
 from clipsearch.server import BackgroundServer, ServerSettings
-from tests.conftest import make_image
+from tests.helpers import make_image
 
 TOKEN = "correct-horse-battery-staple-42"
 

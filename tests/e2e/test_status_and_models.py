@@ -2,7 +2,7 @@
 
 import json
 
-from tests.conftest import run_process
+from tests.helpers import run_process
 
 
 def test_status_json(cli, photos, lib_dir, tiny_model):
@@ -60,7 +60,7 @@ def test_reindex_with_unloadable_model_changes_nothing(cli, photos, tmp_path):
 
 
 def test_weights_changed_under_the_library_are_detected(tmp_path, photos):
-    from tests.conftest import write_tiny_model
+    from tests.helpers import write_tiny_model
 
     model_dir = write_tiny_model(tmp_path / "m", seed=3)
     lib = tmp_path / "lib"

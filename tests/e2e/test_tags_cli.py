@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from clipsearch.demo import shapes
+from tests.helpers import cs
 
 LABELS = [f"{c} {k}" for c in shapes.COLOURS for k in shapes.SHAPES]
 
@@ -29,15 +29,6 @@ def shapes_lib(tmp_path_factory) -> tuple[Path, Path]:
     lib = root / "lib"
     cs(lib, "--model", "tiny-shapes", "index", str(root / "photos"))
     return lib, root
-
-
-def cs(lib: Path, *args: str, expect: int = 0):
-    """Run the CLI in this process (the model stays imported: fast on a busy machine)."""
-    from clipsearch.cli import cli
-
-    got = CliRunner().invoke(cli, ["--library", str(lib), *args], catch_exceptions=False)
-    assert got.exit_code == expect, (got.stdout, got.stderr)
-    return got
 
 
 def test_zero_shot_accuracy_on_the_shapes_world(shapes_lib):

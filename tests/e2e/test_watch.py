@@ -18,7 +18,7 @@ import pytest
 
 from clipsearch import Library
 from clipsearch.ingest.daemon import WatchDaemon, WatchOptions
-from tests.conftest import make_image
+from tests.helpers import make_image
 
 TIMEOUT = 30.0
 

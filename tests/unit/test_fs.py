@@ -6,7 +6,7 @@ import pytest
 
 from clipsearch.errors import ClipsearchError
 from clipsearch.media.fs import check_roots, is_under, scan
-from tests.conftest import make_image, unprivileged
+from tests.helpers import make_image, unprivileged
 
 
 def test_scan_finds_images_recursively_and_skips_the_rest(tmp_path):

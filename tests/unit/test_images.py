@@ -15,7 +15,7 @@ from clipsearch.media.images import (
     open_image,
     prepare,
 )
-from tests.conftest import make_image
+from tests.helpers import make_image
 
 
 @pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp", ".gif", ".bmp", ".tiff", ".heic"])

@@ -3,7 +3,7 @@ import pytest
 from clipsearch.errors import QueryError
 from clipsearch.query.build import build_terms
 from clipsearch.query.parse import Query, Term, parse_expression
-from tests.conftest import make_image
+from tests.helpers import make_image
 
 
 def test_plain_text():

@@ -1,0 +1,113 @@
+"""Helpers shared by the tests (fixtures live in conftest.py files; helpers here).
+
+Test files import from this module, never from each other or from a conftest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CFG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+
+
+def write_tiny_model(out: Path, seed: int = 0, cfg: dict | None = None) -> Path:
+    """A randomly initialised open_clip model in local-dir layout (config + safetensors)."""
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    cfg = cfg or TINY_CFG
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = open_clip.CLIP(**cfg)
+    (out / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg}))
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out / "open_clip_model.safetensors"))
+    return out
+
+
+def make_image(
+    path: Path, seed: int = 0, size: tuple[int, int] = (96, 64), fmt: str | None = None, **save
+) -> Path:
+    """Write a random-pattern image (distinct per seed) in the format given by the suffix."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    # Low-frequency pattern (blocks) so resizing keeps images distinct.
+    blocks = rng.integers(0, 256, size=(4, 4, 3), dtype=np.uint8)
+    arr = np.kron(blocks, np.ones((h // 4 + 1, w // 4 + 1, 1), dtype=np.uint8))[:h, :w]
+    img = Image.fromarray(arr, "RGB")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, format=fmt, **save)
+    return path
+
+
+def photo_like(seed: int, size: tuple[int, int] = (320, 240)) -> Image.Image:
+    """A smooth random picture with structure at several scales (hashes like a photo's)."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    out = np.zeros((h, w, 3))
+    for cells in (2, 4, 8, 16):
+        noise = rng.random((cells, cells, 3))
+        layer = Image.fromarray((noise * 255).astype(np.uint8)).resize((w, h), Image.BICUBIC)
+        out += np.asarray(layer, dtype=np.float64) / cells
+    out = 255 * (out - out.min()) / (out.max() - out.min())
+    return Image.fromarray(out.astype(np.uint8))
+
+
+def unprivileged() -> list[str]:
+    """Command prefix under which file permissions apply (root ignores them otherwise)."""
+    if os.geteuid() != 0:
+        return []
+    return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"]
+
+
+def run_process(
+    *args: str,
+    env: dict | None = None,
+    timeout: float = 120,
+    prefix: list[str] | None = None,
+    **kw,
+) -> subprocess.CompletedProcess:
+    """Run the real `clipsearch` console script in a fresh process."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    exe = Path(sys.executable).with_name("clipsearch")
+    return subprocess.run(
+        [*(prefix or []), str(exe), *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        **kw,
+    )
+
+
+def cs(lib: Path, *args: str, expect: int = 0):
+    """Run the CLI in this process (the model stays imported: fast on a busy machine)."""
+    from click.testing import CliRunner
+
+    from clipsearch.cli import cli
+
+    got = CliRunner().invoke(cli, ["--library", str(lib), *args], catch_exceptions=False)
+    assert got.exit_code == expect, (got.stdout, got.stderr)
+    return got
+
+
+def new_page(browser, errors: list, **context_args):
+    context = browser.new_context(**context_args)
+    page = context.new_page()
+    page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+    page.on("console", lambda m: m.type == "error" and errors.append(f"console: {m.text}"))
+    page.set_default_timeout(30_000)
+    return context, page

@@ -1,0 +1,84 @@
+"""The store: one transaction per commit, the vector log, moves, filters (real SQLite)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from clipsearch.store.store import Changes, FailureRow, NewImage, Store
+
+
+def _img(path: str, seed: int, **kw) -> NewImage:
+    vec = np.random.default_rng(seed).normal(size=4).astype(np.float32)
+    return NewImage(path, 10 + seed, 1_000 + seed, f"hash{seed}", vec / np.linalg.norm(vec), **kw)
+
+
+def test_apply_inserts_rows_and_vectors_and_logs_each_change(store: Store) -> None:
+    new_ids, seq = store.apply(Changes(inserts=[_img("/p/a.jpg", 1), _img("/p/b.jpg", 2)]))
+    assert len(new_ids) == 2 and seq is not None
+    ids, vecs = store.get_vectors(new_ids, 4)
+    assert sorted(ids.tolist()) == sorted(new_ids) and vecs.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-6)
+    assert [op for _, _, op in store.log_since(0)] == ["add", "add"]
+    assert store.counts() == {"images": 2, "vectors": 2, "failures": 0, "photos": 2, "generated": 0}
+
+
+def test_replace_and_remove_are_logged_and_prune_forgets_saved_entries(store: Store) -> None:
+    (a, b), _ = store.apply(Changes(inserts=[_img("/p/a.jpg", 1), _img("/p/b.jpg", 2)]))
+    before = store.max_seq()
+    _, seq = store.apply(Changes(replaces=[(a, _img("/p/a.jpg", 3))], removes=[b]))
+    assert [(i, op) for _, i, op in store.log_since(before)] == [(a, "add"), (b, "remove")]
+    assert store.get_rows([b]) == {} and store.get_rows([a])[a].content_hash == "hash3"
+    store.prune_log(seq)
+    assert store.log_since(0) == [] and store.max_seq() == seq  # the position survives pruning
+
+
+def test_a_failure_is_recorded_once_and_cleared_when_the_file_is_indexed(store: Store) -> None:
+    bad = FailureRow("/p/bad.jpg", 5, 7, "truncated or corrupt image data", 0.0)
+    store.apply(Changes(failures=[bad]))
+    store.apply(Changes(failures=[bad]))
+    assert [f.reason for f in store.failures()] == ["truncated or corrupt image data"]
+    store.apply(Changes(inserts=[_img("/p/bad.jpg", 1)], cleared_failures=["/p/bad.jpg"]))
+    assert store.failures() == []
+
+
+def test_rows_under_a_folder_are_exactly_the_folder_and_its_contents(store: Store) -> None:
+    store.apply(Changes(inserts=[_img("/p/a/x.jpg", 1), _img("/p/ab/y.jpg", 2), _img("/p/a", 3)]))
+    assert sorted(store.rows_under(["/p/a"])) == ["/p/a", "/p/a/x.jpg"]
+    assert sorted(store.rows_under(["/p/a/"])) == ["/p/a", "/p/a/x.jpg"]
+
+
+def test_moving_a_folder_keeps_ids_and_replaces_what_was_at_the_target(store: Store) -> None:
+    (x, y, old), _ = store.apply(
+        Changes(inserts=[_img("/p/a/x.jpg", 1), _img("/p/a/s/y.jpg", 2), _img("/p/b/x.jpg", 3)])
+    )
+    moved, removed, seq = store.move_paths("/p/a", "/p/b")
+    assert moved == 2 and removed == [old] and seq is not None
+    rows = store.rows_under(["/p"])
+    assert {p: r.id for p, r in rows.items()} == {"/p/b/x.jpg": x, "/p/b/s/y.jpg": y}
+    assert store.log_since(seq - 1) == [(seq, old, "remove")]
+
+
+def test_filters_by_folder_source_and_date(store: Store) -> None:
+    ids, _ = store.apply(
+        Changes(
+            inserts=[
+                _img("/p/2023.jpg", 1, taken_at="2023-05-01T10:00:00"),
+                _img("/p/2024.jpg", 2, taken_at="2024-07-01T10:00:00"),
+                _img("/q/gen.png", 3, source="generated", taken_at="2024-08-01T00:00:00"),
+            ]
+        )
+    )
+    old, new, gen = ids
+    assert store.filter_ids(roots=["/p"]).tolist() == [old, new]
+    assert store.filter_ids(source="generated").tolist() == [gen]
+    assert store.filter_ids(after="2024-01-01").tolist() == [new, gen]
+    assert store.filter_ids(after="2024-01-01", before="2024-08-01").tolist() == [new]
+
+
+def test_clearing_vectors_keeps_rows_and_logs_removals(store: Store) -> None:
+    ids, _ = store.apply(Changes(inserts=[_img("/p/a.jpg", 1), _img("/p/b.jpg", 2)]))
+    seq = store.max_seq()
+    assert store.clear_vectors({"model": "other", "dim": "8"}) == 2
+    assert store.counts()["images"] == 2 and store.vector_count() == 0
+    assert sorted(i for _, i, op in store.log_since(seq) if op == "remove") == sorted(ids)
+    assert store.get_meta("model") == "other" and store.dim() == 8
