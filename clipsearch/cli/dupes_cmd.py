@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from typing import Any
 
@@ -23,7 +24,8 @@ from clipsearch.cli.app import State, cli, console, human_bytes
     "--threshold",
     type=click.FloatRange(-1, 1),
     metavar="T",
-    help="Cosine similarity for 'similar' images (default 0.95).",
+    help="Cosine similarity for 'similar' images (default 0.95). Left out, with a warning, "
+    "when the model cannot tell this library's pictures apart at T.",
 )
 @click.option("--no-similar", is_flag=True, help="Only exact and near copies, no CLIP similarity.")
 @click.option(
@@ -36,8 +38,14 @@ from clipsearch.cli.app import State, cli, console, human_bytes
     "--move-to",
     "move_to",
     metavar="DIR",
-    help="Move every non-keeper into DIR (keeping paths relative to the indexed "
-    "folder) and write an undo log. Nothing is deleted.",
+    help="Move the non-keepers of the groups of exact and near copies into DIR (keeping "
+    "paths relative to the indexed folder) and write an undo log. Nothing is deleted.",
+)
+@click.option(
+    "--include-similar",
+    is_flag=True,
+    help="With --move-to: also move the non-keepers of the similar (CLIP) groups, which "
+    "are look-alikes, not copies (by default they stay).",
 )
 @click.option("--undo", "undo_log", metavar="LOG", help="Move the files of an undo log back.")
 @click.pass_obj
@@ -49,11 +57,15 @@ def dupes(
     no_similar: bool,
     max_distance: int | None,
     move_to: str | None,
+    include_similar: bool,
     undo_log: str | None,
 ) -> None:
     """Find exact copies, near copies (resized, recompressed, cropped, flipped...) and
-    very similar images; each group names a keeper (most pixels, then largest file, then
-    oldest).
+    similar-looking images; each group names a keeper (most pixels, then the original:
+    camera date, earliest file, camera format, largest file).
+
+    Groups of copies are joined transitively; a similar group holds only pictures similar
+    to its keeper, and is reported (and moved) apart from the copies.
 
     \b
       clipsearch dupes
@@ -64,18 +76,27 @@ def dupes(
         raise click.UsageError("--undo cannot be combined with --move-to or --html")
     if no_similar and threshold is not None:
         raise click.UsageError("--threshold and --no-similar cannot be used together")
+    if include_similar and not move_to:
+        raise click.UsageError("--include-similar only applies with --move-to DIR")
+    if include_similar and no_similar:
+        raise click.UsageError("--include-similar and --no-similar cannot be used together")
     with state.open_library(create=False, check_model=False) as lib:
         if undo_log:
-            _report_moves(lib.undo_moves(undo_log), as_json, "restored", state)
+            _report_moves(lib.undo_moves(undo_log), as_json, state)
             return
         report = _find(lib, state, max_distance, threshold, similar=not no_similar)
+        if not state.quiet:
+            for warning in report.warnings:
+                click.secho(f"warning: {warning}", err=True, fg="yellow")
         if html_path:
             from clipsearch.dupes.html import write_report
 
             write_report(report, html_path, lib.path)
         if move_to:
-            ids = [m.id for g in report.groups for m in g.others]
-            _report_moves(lib.move_duplicates(ids, move_to), as_json, "moved", state)
+            ids = report.ids_to_move(include_similar=include_similar)
+            moved = lib.move_duplicates(ids, move_to)
+            left = 0 if include_similar else report.similar_images
+            _report_moves(moved, as_json, state, library=lib.path, similar_left=left)
             return
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
@@ -106,15 +127,52 @@ def _find(
         return lib.duplicates(**options)
 
 
-def _print_groups(report: Any, state: State) -> None:
-    from rich.table import Table
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
+
+def _print_groups(report: Any, state: State) -> None:
     if report.hashed and not state.quiet:
         click.echo(f"Computed perceptual hashes of {report.hashed} older images.", err=True)
     if not report.groups:
         if not state.quiet:
             click.echo(f"No duplicates among {report.images} images.", err=True)
         return
+    out = console()
+    n = 0
+    copies, similar = report.copy_groups, report.similar_groups
+    if copies:
+        out.print("[bold]Exact and near copies[/bold]")
+        n = _print_table(copies, n)
+    if similar:
+        if copies:
+            out.print()
+        out.print(
+            f"[bold]Similar images[/bold] (CLIP cosine above {report.threshold:g}: look-alikes, "
+            "not copies; review them, --move-to leaves them unless --include-similar)"
+        )
+        _print_table(similar, n)
+    if not state.quiet:
+        parts = []
+        if copies:
+            parts.append(
+                f"{_plural(len(copies), 'group', 'groups')} of copies ({report.copies} to move)"
+            )
+        if similar:
+            parts.append(
+                f"{_plural(len(similar), 'group', 'groups')} of similar images "
+                f"({report.similar_images} to review)"
+            )
+        click.echo(
+            f"{', '.join(parts)} among {report.images} images in {report.seconds:.1f}s.",
+            err=True,
+        )
+
+
+def _print_table(groups: list[Any], start: int) -> int:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(box=None, pad_edge=False, header_style="bold")
     for name, justify in (
         ("group", "right"),
@@ -123,59 +181,57 @@ def _print_groups(report: Any, state: State) -> None:
         ("score", "right"),
         ("pixels", "right"),
         ("size", "right"),
+        ("format", "left"),
         ("modified", "left"),
         ("path", "left"),
     ):
         table.add_column(name, justify=justify, overflow="fold" if name == "path" else None)
-    for n, g in enumerate(report.groups, 1):
-        best = _best_pair_for(g)
+    n = start
+    for g in groups:
+        n += 1
         for m in g.members:
-            pair = best.get(m.id)
+            link = g.links.get(m.id)
             table.add_row(
                 str(n),
                 "keep" if m is g.keeper else "copy",
-                pair.reason if pair else "",
-                f"{pair.score:.3f}" if pair else "",
+                link.reason if link else "",
+                f"{link.score:.3f}" if link else "",
                 f"{m.width}x{m.height}" if m.width else "",
                 human_bytes(m.size),
+                m.format or "",
                 time.strftime("%Y-%m-%d %H:%M", time.localtime(m.mtime)),
-                m.path,
+                Text(m.path),  # not markup: a folder may be called "[2024] holiday"
             )
     console().print(table)
-    if not state.quiet:
+    return n
+
+
+def _report_moves(
+    report: Any, as_json: bool, state: State, *, library: Any = None, similar_left: int = 0
+) -> None:
+    """Print a move (`library` given) or an undo (`library` None)."""
+    moving = library is not None
+    if as_json:
+        out = report.to_dict()
+        if moving:
+            out["similar_not_moved"] = similar_left
+        click.echo(json.dumps(out, indent=2))
+        return
+    if state.quiet:
+        return
+    for m in report.moved:
+        click.echo(f"{m['from']} -> {m['to']}")
+    for s in report.skipped:
+        click.echo(f"skipping {s.path}: {s.reason}", err=True)
+    verb = "moved" if moving else "restored"
+    click.echo(f"{len(report.moved)} files {verb}, {len(report.skipped)} skipped.", err=True)
+    if similar_left:
         click.echo(
-            f"{len(report.groups)} groups, {report.duplicates} copies to review "
-            f"(of {report.images} images) in {report.seconds:.1f}s.",
+            f"{_plural(similar_left, 'similar image was', 'similar images were')} not moved "
+            "(look-alikes, not copies): review them with --html, and add --include-similar "
+            "to move them too.",
             err=True,
         )
-
-
-def _best_pair_for(group: Any) -> dict[int, Any]:
-    """For each non-keeper, its strongest link (to the keeper when there is one)."""
-    out: dict[int, Any] = {}
-    rank = {"exact": 0, "near": 1, "similar": 2}
-    for p in group.pairs:
-        for me, other in ((p.a, p.b), (p.b, p.a)):
-            if me == group.keeper.id:
-                continue
-            key = (other != group.keeper.id, rank[p.reason], -p.score)
-            old = out.get(me)
-            if old is None or key < old[0]:
-                out[me] = (key, p)
-    return {k: v[1] for k, v in out.items()}
-
-
-def _report_moves(report: Any, as_json: bool, verb: str, state: State) -> None:
-    if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
-    elif not state.quiet:
-        for m in report.moved:
-            click.echo(f"{m['from']} -> {m['to']}")
-        for s in report.skipped:
-            click.echo(f"skipping {s.path}: {s.reason}", err=True)
-        click.echo(f"{len(report.moved)} files {verb}, {len(report.skipped)} skipped.", err=True)
-        if verb == "moved" and report.log:
-            click.echo(
-                f"Undo log: {report.log}\nUndo with:  clipsearch dupes --undo {report.log}",
-                err=True,
-            )
+    if moving and report.log:
+        undo = f"clipsearch --library {shlex.quote(str(library))} dupes --undo "
+        click.echo(f"Undo log: {report.log}\nUndo with:  {undo}{shlex.quote(report.log)}", err=True)

@@ -9,9 +9,25 @@ Three kinds of pair, each with a reason and a score:
 - **similar**: CLIP vectors with cosine similarity above `threshold` (FAISS range search);
   score = the cosine.
 
-Pairs join into groups (union-find). Each group's keeper is the image with the most pixels,
-then the largest file, then the oldest (modification time). Safe actions on groups live in
-`clipsearch.dupes.quarantine`.
+Two kinds of group (`Group.kind`):
+
+- **copies**: exact and near pairs joined transitively (union-find). A copy of a copy is a
+  copy; only exact and near pairs ever join these groups.
+- **similar**: pictures that look alike to the model but are not copies. These are *not*
+  joined transitively (one loose link would chain a whole library into one group): each
+  group is a star around its keeper, so every member is similar to the keeper itself.
+  Only one picture per group of copies (its keeper) takes part.
+
+Before any similar pair is used, the threshold is checked against the model
+(`calibrate`): when a typical picture of this library already has a neighbour at or above
+it, the model cannot tell the pictures apart at that threshold, and similar pairs are left
+out with a reason (`DupesReport.calibration`, `DupesReport.warnings`).
+
+The keeper of a group (`keeper_key`) is the picture most likely to be the original: the
+most pixels; at equal pixels the one that still carries the camera's capture date (EXIF),
+then the earliest file (modification time; within the same 2 seconds a camera format, JPEG
+or HEIF, over a conversion format such as PNG or WebP), then the largest file, then the
+smallest id. Safe actions on groups live in `clipsearch.dupes.quarantine`.
 """
 
 from __future__ import annotations
@@ -28,8 +44,15 @@ from clipsearch.store.store import ImageRow, Store
 
 DEFAULT_MAX_DISTANCE = 24  # bits of 128: precision 0.997 on real photos (docs/dupes.md)
 DEFAULT_THRESHOLD = 0.95  # cosine for "similar"
+COPIES, SIMILAR = "copies", "similar"  # the two kinds of group
+CAMERA_FORMATS = frozenset({"JPEG", "MPO", "HEIF", "HEIC"})  # what cameras and phones write
+MTIME_RESOLUTION = 2.0  # seconds: FAT (memory cards) records modification times to 2 s
+MIN_NN_PICTURES = 10  # fewer distinct pictures: judge the model by its typical pair instead
+CALIBRATION_QUERIES = 2000  # pictures whose nearest neighbour is measured (a sample above)
+CALIBRATION_PAIRS = 20_000  # random pairs for the typical cosine
 _REASON_RANK = {"exact": 0, "near": 1, "similar": 2}
 _QUERY_CHUNK = 8192
+_EXHAUSTIVE_UP_TO = 50_000  # vectors; an IVF index above
 
 ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -71,13 +94,31 @@ class Member:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Link:
+    """Why a non-keeper is in its group: its strongest match, and with which image."""
+
+    reason: str  # exact | near | similar
+    score: float
+    match: int  # the id of the image it matches (the keeper whenever that is as strong)
+
+    def to_dict(self) -> dict:
+        return {"reason": self.reason, "score": round(float(self.score), 4), "match": self.match}
+
+
+_NO_LINK = {"reason": None, "score": None, "match": None}
+
+
 @dataclass
 class Group:
-    """Images that are copies of one another: keep `keeper`, review `others`."""
+    """Images that are copies of one another (kind "copies") or look alike to the model
+    (kind "similar"): keep `keeper`, review `others`."""
 
     keeper: Member
     others: list[Member]
     pairs: list[Pair]
+    kind: str = COPIES
+    links: dict[int, Link] = field(default_factory=dict)  # per non-keeper id
 
     @property
     def members(self) -> list[Member]:
@@ -88,40 +129,98 @@ class Group:
         return sorted({p.reason for p in self.pairs}, key=_REASON_RANK.__getitem__)
 
     def to_dict(self) -> dict:
+        def with_link(m: Member) -> dict:
+            link = self.links.get(m.id)
+            return m.to_dict() | (link.to_dict() if link else _NO_LINK)
+
         return {
-            "keeper": self.keeper.to_dict(),
-            "others": [m.to_dict() for m in self.others],
+            "kind": self.kind,
+            "keeper": self.keeper.to_dict() | _NO_LINK,
+            "others": [with_link(m) for m in self.others],
             "reasons": self.reasons,
             "pairs": [p.to_dict() for p in self.pairs],
         }
 
 
 @dataclass
+class Calibration:
+    """How this library's pictures spread under the model, and whether `threshold` can
+    tell them apart. Measured on the distinct pictures (one per group of copies)."""
+
+    threshold: float
+    pictures: int  # distinct pictures with a vector
+    nn_median: float | None = None  # the median picture's nearest-neighbour cosine
+    nn_p10: float | None = None
+    nn_p90: float | None = None
+    pair_median: float | None = None  # the cosine of a typical pair of pictures
+    used: bool = True  # False: similar pairs were left out (see `reason`)
+    reason: str | None = None
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        for key in ("nn_median", "nn_p10", "nn_p90", "pair_median"):
+            if out[key] is not None:
+                out[key] = round(float(out[key]), 4)
+        return out
+
+
+@dataclass
 class DupesReport:
     """What `dupes` found. `to_dict()` is the stable `--json` shape."""
 
-    groups: list[Group] = field(default_factory=list)
+    groups: list[Group] = field(default_factory=list)  # copies first, then similar
     images: int = 0
     pairs: dict[str, int] = field(default_factory=dict)
     hashed: int = 0  # images whose hashes were computed now (indexed before hashes existed)
     seconds: float = 0.0
     max_distance: int = DEFAULT_MAX_DISTANCE
     threshold: float | None = DEFAULT_THRESHOLD
+    calibration: Calibration | None = None  # None when similar images were not asked for
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def duplicates(self) -> int:
+        """Non-keepers of every group (copies and similar)."""
         return sum(len(g.others) for g in self.groups)
+
+    @property
+    def copy_groups(self) -> list[Group]:
+        return [g for g in self.groups if g.kind == COPIES]
+
+    @property
+    def similar_groups(self) -> list[Group]:
+        return [g for g in self.groups if g.kind == SIMILAR]
+
+    @property
+    def copies(self) -> int:
+        """Non-keepers of the groups of exact and near copies (what `--move-to` moves)."""
+        return sum(len(g.others) for g in self.copy_groups)
+
+    @property
+    def similar_images(self) -> int:
+        """Non-keepers of the similar groups (moved only when asked for explicitly)."""
+        return sum(len(g.others) for g in self.similar_groups)
+
+    def ids_to_move(self, *, include_similar: bool = False) -> list[int]:
+        """The non-keepers to quarantine: copies only, unless `include_similar`."""
+        kinds = {COPIES, SIMILAR} if include_similar else {COPIES}
+        ids = [m.id for g in self.groups if g.kind in kinds for m in g.others]
+        return list(dict.fromkeys(ids))
 
     def to_dict(self) -> dict:
         return {
             "groups": [g.to_dict() for g in self.groups],
             "images": self.images,
             "duplicates": self.duplicates,
+            "copies": self.copies,
+            "similar_images": self.similar_images,
             "pairs": self.pairs,
             "hashed": self.hashed,
             "seconds": round(self.seconds, 3),
             "max_distance": self.max_distance,
             "threshold": self.threshold,
+            "calibration": self.calibration.to_dict() if self.calibration else None,
+            "warnings": self.warnings,
         }
 
 
@@ -191,18 +290,13 @@ def _best_per_pair(
     return a[pick], b[pick], vals[pick]
 
 
-def similar_pairs(ids: np.ndarray, vectors: np.ndarray, threshold: float) -> list[Pair]:
-    """Pairs whose unit vectors have cosine similarity above `threshold` (FAISS range search).
-
-    Exhaustive up to 50,000 vectors; an IVF index (nprobe 16) beyond, so 100k+ stays fast.
-    """
+def _vector_index(vectors: np.ndarray):
+    """Inner product (= cosine on unit vectors): exhaustive up to 50,000 vectors, an IVF index
+    (4·√n lists, nprobe 16) beyond, so 100k+ stays fast."""
     import faiss
 
-    n, dim = vectors.shape if vectors.ndim == 2 else (0, 0)
-    if n < 2:
-        return []
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    if n <= 50_000:
+    n, dim = vectors.shape
+    if n <= _EXHAUSTIVE_UP_TO:
         index = faiss.IndexFlatIP(dim)
     else:
         nlist = int(4 * np.sqrt(n))
@@ -211,11 +305,84 @@ def similar_pairs(ids: np.ndarray, vectors: np.ndarray, threshold: float) -> lis
         index.train(vectors[rng.choice(n, min(n, 64 * nlist), replace=False)])
         index.nprobe = 16
     index.add(vectors)
+    return index
+
+
+def similar_pairs(
+    ids: np.ndarray, vectors: np.ndarray, threshold: float, *, index=None
+) -> list[Pair]:
+    """Pairs whose unit vectors have cosine similarity above `threshold` (FAISS range search
+    over `index`, built from `vectors` when not given)."""
+    n = len(vectors) if vectors.ndim == 2 else 0
+    if n < 2:
+        return []
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    index = index if index is not None else _vector_index(vectors)
     a, b, sims = _best_per_pair([_range(index, vectors, float(threshold))], n, keep="max")
     return [
         Pair(int(ids[i]), int(ids[j]), "similar", min(1.0, float(x)))
         for i, j, x in zip(a.tolist(), b.tolist(), sims.tolist(), strict=True)
     ]
+
+
+def calibrate(vectors: np.ndarray, threshold: float, *, index=None) -> Calibration:
+    """Can `threshold` tell this library's pictures apart with this model?
+
+    `vectors` are the distinct pictures (one per group of copies). The rule: similar pairs
+    are left out when a typical picture already has a neighbour at or above the threshold,
+    i.e. the median of the pictures' nearest-neighbour cosines is >= threshold (half the
+    library would be "similar" to something). With fewer than MIN_NN_PICTURES pictures a few
+    real look-alikes are half the library, so the typical pair decides instead: the median
+    cosine of all pairs >= threshold. A trained CLIP puts unrelated photos far below 0.95; a
+    randomly initialised model (or one that has never seen such pictures) puts everything
+    above 0.95.
+    """
+    n = len(vectors) if vectors.ndim == 2 else 0
+    cal = Calibration(threshold=float(threshold), pictures=n)
+    if n < 2:
+        return cal
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    rng = np.random.default_rng(0)
+    if n * (n - 1) // 2 <= CALIBRATION_PAIRS:
+        a, b = np.triu_indices(n, 1)
+    else:
+        a = rng.integers(0, n, CALIBRATION_PAIRS)
+        b = (a + rng.integers(1, n, CALIBRATION_PAIRS)) % n  # never a picture with itself
+    cal.pair_median = float(np.median(np.einsum("ij,ij->i", vectors[a], vectors[b])))
+
+    index = index if index is not None else _vector_index(vectors)
+    rows = np.arange(n) if n <= CALIBRATION_QUERIES else rng.choice(n, CALIBRATION_QUERIES, False)
+    sims, found = index.search(np.ascontiguousarray(vectors[rows]), 2)
+    itself = found[:, 0] == rows
+    nn = np.where(itself, sims[:, 1], sims[:, 0])  # the nearest picture that is not itself
+    nn = nn[np.where(itself, found[:, 1], found[:, 0]) >= 0]  # (an IVF probe may find none)
+    if len(nn):
+        cal.nn_median = float(np.median(nn))
+        cal.nn_p10, cal.nn_p90 = (float(x) for x in np.percentile(nn, [10, 90]))
+
+    t = float(threshold)
+    if n >= MIN_NN_PICTURES and cal.nn_median is not None and cal.nn_median >= t:
+        cal.used = False
+        cal.reason = (
+            f"the model cannot tell these pictures apart at cosine {t:.3g} (half of the "
+            f"{n} distinct pictures have a neighbour at {cal.nn_median:.3f} or more: nearly "
+            "everything would be 'similar')"
+        )
+    elif n < MIN_NN_PICTURES and cal.pair_median >= t:
+        cal.used = False
+        cal.reason = (
+            f"the model cannot tell these pictures apart at cosine {t:.3g} (a typical pair "
+            f"of the {n} distinct pictures is at {cal.pair_median:.3f})"
+        )
+    return cal
+
+
+def _similar_warning(cal: Calibration) -> str:
+    decided = cal.nn_median if cal.pictures >= MIN_NN_PICTURES else cal.pair_median
+    return (
+        f"similar images left out: {cal.reason}. Exact and near copies are not affected; "
+        f"a threshold above {min(decided or 0.0, 0.9999):.4f} compares anyway."
+    )
 
 
 # --- groups -----------------------------------------------------------------------------
@@ -236,7 +403,10 @@ def merge_pairs(pairs: Iterable[Pair]) -> list[Pair]:
 
 
 def connected_groups(pairs: Iterable[Pair]) -> list[list[int]]:
-    """Union-find: image ids joined by pairs, each group sorted, groups by first id."""
+    """Union-find: image ids joined by pairs, each group sorted, groups by first id.
+
+    Only for exact and near pairs (a copy of a copy is a copy); similar pairs form stars
+    (`star_groups`)."""
     parent: dict[int, int] = {}
 
     def find(x: int) -> int:
@@ -258,8 +428,24 @@ def connected_groups(pairs: Iterable[Pair]) -> list[list[int]]:
 
 
 def keeper_key(m: Member) -> tuple:
-    """Sort key: the keeper first (most pixels, then largest file, then oldest, then id)."""
-    return (-m.pixels, -m.size, m.mtime, m.id)
+    """Sort key: the keeper first, the picture most likely to be the original.
+
+    Most pixels; at equal pixels the one that still carries the camera's capture date
+    (conversions and exports often drop EXIF), then the earliest file (modification time).
+    Files modified within the same 2 seconds (FAT memory cards record no finer; a folder
+    copied or converted in one go) prefer a camera format (JPEG, HEIF) over a conversion
+    format (PNG, WebP, TIFF, GIF, BMP: a PNG of a JPEG is larger but holds nothing more).
+    Then the largest file, then the smallest id.
+    """
+    return (
+        -m.pixels,
+        m.taken_at is None,
+        int(m.mtime // MTIME_RESOLUTION),
+        (m.format or "").upper() not in CAMERA_FORMATS,
+        m.mtime,
+        -m.size,
+        m.id,
+    )
 
 
 def member(row: ImageRow) -> Member:
@@ -275,18 +461,96 @@ def member(row: ImageRow) -> Member:
     )
 
 
+def copy_links(
+    members: Sequence[Member], pairs: Sequence[Pair], digests: dict[int, str]
+) -> dict[int, Link]:
+    """Why each non-keeper of a group of copies is there (`members[0]` is the keeper).
+
+    A byte-identical copy is always "exact" (of the keeper when it is one, else of its
+    twin); any other copy shows its near link to the keeper, or else its closest link.
+    """
+    keeper = members[0]
+    by_digest: dict[str, int] = {}
+    for m in members:  # in keeper order: the first of each content is its reference
+        if m.id in digests:
+            by_digest.setdefault(digests[m.id], m.id)
+    best: dict[int, tuple[tuple, Link]] = {}
+    for p in pairs:  # one pass: a group of 1,000 near-identical frames has ~500,000 pairs
+        for me, other in ((p.a, p.b), (p.b, p.a)):
+            key = (_REASON_RANK[p.reason], other != keeper.id, -p.score)
+            if me not in best or key < best[me][0]:
+                best[me] = (key, Link(p.reason, p.score, other))
+    links: dict[int, Link] = {}
+    for m in members[1:]:
+        twin = by_digest.get(digests.get(m.id, ""))
+        if twin is not None and twin != m.id:
+            links[m.id] = Link("exact", 1.0, twin)
+        elif m.id in best:
+            links[m.id] = best[m.id][1]
+    return links
+
+
 def build_groups(pairs: Sequence[Pair], rows: dict[int, ImageRow]) -> list[Group]:
-    """Groups with keepers from merged pairs; images missing from `rows` are left out."""
+    """Groups of copies with keepers from merged exact/near pairs (union-find); images
+    missing from `rows` are left out."""
     pairs = [p for p in pairs if p.a in rows and p.b in rows]
     by_root: dict[int, list[Pair]] = {}
     groups = connected_groups(pairs)
     first = {i: g[0] for g in groups for i in g}
     for p in pairs:
         by_root.setdefault(first[p.a], []).append(p)
+    digests = {i: r.content_hash for i, r in rows.items()}
     out = []
     for g in groups:
         members = sorted((member(rows[i]) for i in g), key=keeper_key)
-        out.append(Group(members[0], members[1:], by_root.get(g[0], [])))
+        group_pairs = by_root.get(g[0], [])
+        out.append(
+            Group(
+                members[0],
+                members[1:],
+                group_pairs,
+                COPIES,
+                copy_links(members, group_pairs, digests),
+            )
+        )
+    out.sort(key=lambda g: (-len(g.others), g.keeper.path))
+    return out
+
+
+def star_groups(pairs: Sequence[Pair], rows: dict[int, ImageRow]) -> list[Group]:
+    """Similar groups in which every member is similar to the keeper (no chaining).
+
+    Greedy stars, best picture first: in keeper order, each picture not yet in a group
+    takes every picture similar to it that is not yet in a group. A picture taken earlier
+    stays where it is, so the first picture of each group (its centre) is also its keeper
+    by `keeper_key`, and every member's pair is with that keeper.
+    """
+    neighbours: dict[int, dict[int, Pair]] = {}
+    for p in pairs:
+        if p.a in rows and p.b in rows:
+            neighbours.setdefault(p.a, {})[p.b] = p
+            neighbours.setdefault(p.b, {})[p.a] = p
+    members = {i: member(rows[i]) for i in neighbours}
+    taken: set[int] = set()
+    out = []
+    for centre in sorted(members.values(), key=keeper_key):
+        if centre.id in taken:
+            continue
+        free = [(o, p) for o, p in neighbours[centre.id].items() if o not in taken]
+        if not free:
+            continue
+        free.sort(key=lambda op: keeper_key(members[op[0]]))
+        taken.add(centre.id)
+        taken.update(o for o, _ in free)
+        out.append(
+            Group(
+                centre,
+                [members[o] for o, _ in free],
+                [p for _, p in free],
+                SIMILAR,
+                {o: Link("similar", p.score, centre.id) for o, p in free},
+            )
+        )
     out.sort(key=lambda g: (-len(g.others), g.keeper.path))
     return out
 
@@ -333,34 +597,64 @@ def find_duplicates(
     exclude: Sequence[str] = (),
     extra_hashes: dict[int, tuple[int, int, int, int]] | None = None,
 ) -> DupesReport:
-    """Every duplicate group in the library (images under `exclude` folders left out)."""
+    """Every duplicate group in the library (images under `exclude` folders left out):
+    groups of exact and near copies, then (when `threshold` is not None and the model can
+    tell the pictures apart) groups of similar pictures."""
     started = time.perf_counter()
-    pairs = exact_pairs(features.all_content_hashes(store))
+    excluded = [fs.normalize_root(e) for e in exclude]
+    skip = {r.id for r in store.rows_under(excluded).values()} if excluded else set()
+
+    pairs = exact_pairs((i, h) for i, h in features.all_content_hashes(store) if i not in skip)
     counts = {"exact": len(pairs), "near": 0, "similar": 0}
     ids, hashes = features.all_hashes(store)
     if extra_hashes:
         ids = np.concatenate([ids, np.fromiter(extra_hashes, np.int64)])
         hashes = np.concatenate([hashes, np.asarray(list(extra_hashes.values()), np.int64)])
-    near = near_pairs(ids, hashes.reshape(-1, 4), max_distance)
+    hashes = hashes.reshape(-1, 4)
+    if skip:
+        keep = ~np.isin(ids, np.fromiter(skip, np.int64))
+        ids, hashes = ids[keep], hashes[keep]
+    near = near_pairs(ids, hashes, max_distance)
     counts["near"] = len(near)
-    pairs += near
-    if threshold is not None and dim is not None:
-        parts = list(store.iter_vectors(dim))
-        if parts:
-            vids = np.concatenate([p[0] for p in parts])
-            similar = similar_pairs(vids, np.concatenate([p[1] for p in parts]), threshold)
-            counts["similar"] = len(similar)
-            pairs += similar
-    merged = merge_pairs(pairs)
+    merged = merge_pairs(pairs + near)
     rows = store.get_rows({i for p in merged for i in (p.a, p.b)})
-    excluded = [fs.normalize_root(e) for e in exclude]
-    rows = {i: r for i, r in rows.items() if not any(fs.is_under(r.path, e) for e in excluded)}
+    groups = build_groups(merged, rows)
+
     report = DupesReport(
-        groups=build_groups(merged, rows),
         images=store.counts()["images"],
         pairs=counts,
         max_distance=max_distance,
         threshold=threshold,
     )
+    if threshold is not None and dim is not None:
+        not_distinct = skip | {m.id for g in groups for m in g.others}
+        similar, report.calibration = _similar(store, dim, threshold, not_distinct)
+        counts["similar"] = len(similar)
+        if similar:
+            groups += star_groups(similar, store.get_rows({i for p in similar for i in (p.a, p.b)}))
+        if not report.calibration.used:
+            report.warnings.append(_similar_warning(report.calibration))
+    report.groups = groups
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _similar(
+    store: Store, dim: int, threshold: float, not_distinct: set[int]
+) -> tuple[list[Pair], Calibration]:
+    """Similar pairs among the distinct pictures (each group of copies by its keeper), and
+    the calibration that decided whether to use them."""
+    parts = list(store.iter_vectors(dim))
+    if not parts:
+        return [], Calibration(threshold=float(threshold), pictures=0)
+    ids = np.concatenate([p[0] for p in parts])
+    vectors = np.concatenate([p[1] for p in parts])
+    if not_distinct:
+        keep = ~np.isin(ids, np.fromiter(not_distinct, np.int64))
+        ids, vectors = ids[keep], vectors[keep]
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    index = _vector_index(vectors) if len(vectors) >= 2 else None
+    cal = calibrate(vectors, threshold, index=index)
+    if not cal.used or index is None:
+        return [], cal
+    return similar_pairs(ids, vectors, threshold, index=index), cal

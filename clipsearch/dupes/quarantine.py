@@ -97,7 +97,7 @@ def move_files(
 ) -> MoveReport:
     """Move images `(id, path)` into `dest`; `follow(src, dst)` records each move in the
     library. The caller holds the writer lock."""
-    roots = [r for r, _ in store.roots()]
+    roots = [r.path for r in store.roots()]
     dest = check_destination(dest, roots)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     log_path = log_path or os.path.join(dest, f"clipsearch-undo-{stamp}.jsonl")

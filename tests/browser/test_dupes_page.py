@@ -39,10 +39,17 @@ def test_review_duplicates(page, dupes_served):
     url, lib, photos, ids = dupes_served
     page.goto(f"{url}/#/duplicates")
     page.wait_for_selector("body[data-ready]")
+    # The random test model puts every picture near every other: similar images are left
+    # out, and the page says why instead of offering unrelated pictures.
+    page.wait_for_selector("#dupes-warnings .dupes-warning")
+    assert "cannot tell these pictures apart" in page.inner_text("#dupes-warnings")
+    assert page.locator(".dupe-group.similar").count() == 0
+    assert page.locator("#similar-section").is_hidden()
     page.uncheck("#similar")
     page.wait_for_function(
-        "() => /2 groups/.test(document.querySelector('#dupes-summary').textContent)"
+        "() => /2 groups of copies/.test(document.querySelector('#dupes-summary').textContent)"
     )
+    assert page.locator("#dupes-warnings").is_hidden()
     groups = page.locator(".dupe-group")
     assert groups.count() == 2
     first = groups.filter(has=page.locator(f"figure[data-id='{ids['a.jpg']}']"))
@@ -62,6 +69,15 @@ def test_review_duplicates(page, dupes_served):
     page.keyboard.press("Space")
     assert first.locator("figure.keep").get_attribute("data-id") == str(ids["sub/a-small.jpg"])
     first.locator("button.move-group").click()
+    dialog = page.locator("#confirm-move")
+    dialog.wait_for(state="visible")  # asks first, and says what stays
+    assert "Move 2 files to quarantine?" in dialog.inner_text()
+    assert "a-small.jpg, which stays" in dialog.inner_text()
+    page.keyboard.press("Escape")  # changed my mind: nothing moves
+    dialog.wait_for(state="hidden")
+    assert (photos / "a.jpg").is_file() and (photos / "a-flip.jpg").is_file()
+    first.locator("button.move-group").click()
+    page.click("#confirm-move-ok")
     page.wait_for_function(
         "() => /Moved 2 files/.test(document.querySelector('#dupes-done').textContent)"
     )
@@ -80,6 +96,75 @@ def test_review_duplicates(page, dupes_served):
     page.wait_for_function("() => document.querySelectorAll('.dupe-group').length === 2")
     assert (photos / "a.jpg").is_file() and (photos / "a-flip.jpg").is_file()
     assert lib.store.get_rows([ids["a.jpg"]])[ids["a.jpg"]].path == str(photos / "a.jpg")
+
+
+@pytest.fixture
+def shapes_served(tmp_path):
+    """tiny-shapes (a trained model): 12 distinct scenes, two showing the same description
+    (look-alikes at cosine ~0.98), an exact copy and a smaller copy."""
+    from clipsearch.demo import shapes
+
+    same = shapes.Description(
+        count=1, size="large", colour="red", kind="circle", background="white"
+    )
+    folder = tmp_path / "shapes"
+    paths = shapes.write_collection(folder, 12, seed=13, descriptions=[same, same, *[None] * 10])
+    (folder / "copy-of-last.png").write_bytes(paths[-1].read_bytes())
+    Image.open(paths[5]).resize((128, 128), Image.LANCZOS).save(folder / "five-small.png")
+    lib = Library.open(tmp_path / "library", model="tiny-shapes")
+    lib.index([folder])
+    with BackgroundServer(lib, ServerSettings(port=0)) as srv:
+        ids = {os.path.basename(p): r.id for p, r in lib.store.rows_under([str(folder)]).items()}
+        yield srv.url, folder, paths, ids
+    lib.close()
+
+
+def test_similar_groups_stand_apart_and_never_move_with_copies(page, shapes_served):
+    url, folder, paths, ids = shapes_served
+    page.goto(f"{url}/#/duplicates")
+    page.wait_for_selector("body[data-ready]")
+    page.wait_for_selector("#similar-section .dupe-group")
+    assert page.locator("#dupes-warnings").is_hidden()
+    copies = page.locator("#copies-section .dupe-group")
+    similar = page.locator("#similar-section .dupe-group")
+    assert copies.count() == 2 and similar.count() == 1
+    alike = {paths[0].name, paths[1].name}
+    shown = similar.locator("figure").evaluate_all("fs => fs.map((f) => +f.dataset.id)")
+    assert sorted(shown) == sorted(ids[n] for n in alike)
+    assert "similar" in similar.inner_text()
+    assert (
+        page.locator("#copies-section").locator(f"figure[data-id='{ids[paths[0].name]}']").count()
+        == 0
+    )
+    summary = page.inner_text("#dupes-summary")
+    assert "2 groups of copies" in summary and "1 group of similar images" in summary
+
+    # "Move all" moves copies only, and asks first.
+    page.click("#move-all")
+    dialog = page.locator("#confirm-move")
+    dialog.wait_for(state="visible")
+    assert "Move 2 files to quarantine?" in dialog.inner_text()
+    assert "Similar images are not included" in dialog.inner_text()
+    page.click("#confirm-move-cancel")
+    dialog.wait_for(state="hidden")
+    assert len(list(folder.iterdir())) == 14  # cancelled: nothing moved
+    page.click("#move-all")
+    page.click("#confirm-move-ok")
+    page.wait_for_function(
+        "() => /Moved 2 files/.test(document.querySelector('#dupes-done').textContent)"
+    )
+    page.wait_for_function("() => !document.querySelector('#copies-section .dupe-group')")
+    assert not (folder / "copy-of-last.png").exists() and not (folder / "five-small.png").exists()
+    assert all((folder / n).is_file() for n in alike)  # look-alikes stay
+    assert page.locator("#similar-section .dupe-group").count() == 1
+
+    # A similar group moves only on its own button, with its own question.
+    page.locator("#similar-section button.move-group").click()
+    dialog.wait_for(state="visible")
+    assert "only look similar" in dialog.inner_text() and "not copies" in dialog.inner_text()
+    page.click("#confirm-move-cancel")
+    dialog.wait_for(state="hidden")
+    assert all((folder / n).is_file() for n in alike)
 
 
 def test_duplicates_page_on_a_phone(browser, dupes_served, page_errors):

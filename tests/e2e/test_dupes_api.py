@@ -75,6 +75,26 @@ def test_groups_with_links_then_move_and_undo(served):
     assert len(_dupes(served)["groups"]) == 1
 
 
+def test_similar_left_out_when_the_model_cannot_tell_pictures_apart(served):
+    """The random tiny model puts a and b (unrelated pictures) above 0.95: b must not be
+    offered as a duplicate of a, and the answer says why."""
+    r = served.http.get("/api/duplicates", params={"similar": "true"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    (group,) = body["groups"]
+    assert group["kind"] == "copies"
+    assert [m["id"] for m in group["others"]] == [served.ids["sub/a-small.jpg"]]
+    (small,) = group["others"]
+    assert (small["reason"], small["match"]) == ("near", served.ids["a.jpg"])
+    assert group["keeper"]["reason"] is None
+    assert body["copies"] == 1 and body["similar_images"] == 0 and body["pairs"]["similar"] == 0
+    cal = body["calibration"]
+    assert cal["used"] is False and cal["pictures"] == 2 and cal["pair_median"] > 0.95
+    assert len(body["warnings"]) == 1 and "cannot tell these pictures apart" in body["warnings"][0]
+    off = _dupes(served)  # similar=false: nothing to calibrate, nothing to warn about
+    assert off["calibration"] is None and off["warnings"] == []
+
+
 def test_busy_library_answers_409_and_moves_nothing(served):
     small = served.ids["sub/a-small.jpg"]
     with WriterLock(served.lib_dir) as lock:

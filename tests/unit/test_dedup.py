@@ -1,4 +1,5 @@
-"""Duplicate grouping: pairs from FAISS range searches, union-find groups, the keeper rule."""
+"""Duplicate grouping: pairs from FAISS range searches, union-find groups of copies, star
+groups of similar pictures, the keeper rule and the model calibration."""
 
 from __future__ import annotations
 
@@ -6,10 +7,31 @@ import numpy as np
 
 from clipsearch.dupes import find as dedup
 from clipsearch.dupes.find import Member, Pair
+from clipsearch.store.store import ImageRow
 
 
-def _m(i: int, w: int = 100, h: int = 100, size: int = 1000, mtime: float = 0.0) -> Member:
-    return Member(i, f"/p/{i}.jpg", w, h, size, mtime, None, "JPEG")
+def _m(
+    i: int,
+    w: int = 100,
+    h: int = 100,
+    size: int = 1000,
+    mtime: float = 0.0,
+    fmt: str = "JPEG",
+    taken_at: str | None = None,
+) -> Member:
+    return Member(i, f"/p/{i}.{fmt.lower()}", w, h, size, mtime, taken_at, fmt)
+
+
+def _row(i: int, digest: str = "", w: int = 100, mtime: float = 0.0) -> ImageRow:
+    return ImageRow(
+        i, f"/p/{i}.jpg", 1000, int(mtime * 1e9), digest or f"h{i}", w, w, "JPEG", None,
+        "photos", 0.0, 0.0, True,
+    )  # fmt: skip
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float32)
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
 def test_groups_are_transitive_and_separate():
@@ -32,13 +54,35 @@ def test_strongest_reason_wins_for_a_pair():
     assert merged[1].score == 0.97
 
 
-def test_keeper_most_pixels_then_largest_file_then_oldest():
-    def keeper(*members: Member) -> int:
-        return sorted(members, key=dedup.keeper_key)[0].id
+def _keeper(*members: Member) -> int:
+    return sorted(members, key=dedup.keeper_key)[0].id
 
-    assert keeper(_m(1, 100, 100), _m(2, 200, 100), _m(3, 50, 50, size=10**6)) == 2
-    assert keeper(_m(1, size=500), _m(2, size=900), _m(3, size=700)) == 2
-    assert keeper(_m(1, mtime=30.0), _m(2, mtime=10.0), _m(3, mtime=20.0)) == 2
+
+def test_keeper_most_pixels_then_the_original():
+    # Most pixels first, whatever the file size.
+    assert _keeper(_m(1, 100, 100), _m(2, 200, 100), _m(3, 50, 50, size=10**6)) == 2
+    # Equal pixels: the earliest file, even when a later re-save is larger.
+    assert _keeper(_m(1, mtime=30.0, size=9000), _m(2, mtime=10.0), _m(3, mtime=20.0)) == 2
+    # Within 2 s, of one format: still the earliest; at the same time, the larger file.
+    assert _keeper(_m(1, size=500, mtime=1.5), _m(2, size=900, mtime=1.9), _m(3, mtime=1.0)) == 3
+    assert _keeper(_m(1, size=500), _m(2, size=900), _m(3, size=700)) == 2
+    # A camera's capture date outweighs the modification time (exports often drop EXIF).
+    dated = _m(2, mtime=500.0, taken_at="2019-07-01T10:00:00")
+    assert _keeper(_m(1, mtime=10.0), dated) == 2
+
+
+def test_keeper_is_not_a_png_reencode_of_a_jpeg():
+    jpeg = _m(1, 4000, 3000, size=3_000_000, mtime=100.0, fmt="JPEG")
+    png = _m(2, 4000, 3000, size=20_000_000, mtime=100.5, fmt="PNG")  # converted with it
+    webp = _m(3, 4000, 3000, size=4_000_000, mtime=101.0, fmt="WEBP")
+    assert _keeper(png, webp, jpeg) == 1
+    png_first = _m(2, 4000, 3000, size=20_000_000, mtime=100.0, fmt="PNG")  # same 2 s
+    assert _keeper(png_first, _m(1, 4000, 3000, mtime=101.5, fmt="JPEG")) == 1
+    later_png = _m(2, 4000, 3000, size=20_000_000, mtime=5000.0, fmt="PNG")
+    assert _keeper(later_png, jpeg) == 1
+    # A PNG that was there first (a screenshot) is the original of its JPEG version.
+    screenshot = _m(4, 4000, 3000, size=9_000_000, mtime=10.0, fmt="PNG")
+    assert _keeper(jpeg, screenshot) == 4
 
 
 def test_near_pairs_find_close_and_mirrored_hashes_only():
@@ -70,3 +114,65 @@ def test_exact_pairs_join_every_copy():
     pairs = dedup.exact_pairs([(5, "h1"), (2, "h1"), (9, "h1"), (3, "h2")])
     assert {(p.a, p.b) for p in pairs} == {(2, 5), (2, 9)}
     assert all(p.reason == "exact" and p.score == 1.0 for p in pairs)
+
+
+def test_similar_groups_are_stars_not_chains():
+    # Ten pictures on an arc, each 0.97 from the next: one loose link after another.
+    step = np.arccos(0.97)
+    angles = np.arange(10) * step
+    vectors = _unit(np.stack([np.cos(angles), np.sin(angles), np.zeros(10)], axis=1))
+    ids = np.arange(1, 11)
+    pairs = dedup.similar_pairs(ids, vectors, threshold=0.95)
+    assert dedup.connected_groups(pairs) == [list(range(1, 11))]  # union-find chains them all
+    rows = {int(i): _row(int(i), w=100 + int(i)) for i in ids}  # id 10: most pixels
+    groups = dedup.star_groups(pairs, rows)
+    cos = {(int(a), int(b)): float(vectors[a - 1] @ vectors[b - 1]) for a in ids for b in ids}
+    for g in groups:
+        assert g.kind == "similar"
+        assert g.keeper.id == min((m for m in g.members), key=dedup.keeper_key).id
+        for m in g.others:
+            assert cos[(g.keeper.id, m.id)] > 0.95  # every member is similar to the keeper
+            assert g.links[m.id].match == g.keeper.id and g.links[m.id].reason == "similar"
+    assert max(len(g.members) for g in groups) <= 3  # a centre and its two neighbours
+    grouped = [m.id for g in groups for m in g.members]
+    assert len(grouped) == len(set(grouped))  # each picture in one group at most
+    assert (groups[0].keeper.id, sorted(m.id for m in groups[0].others)) == (10, [9])
+
+
+def test_a_byte_identical_copy_is_labelled_exact():
+    keeper, copy, twin = _m(1, 200, 200), _m(2), _m(3)
+    pairs = [Pair(1, 2, "near", 1 - 2 / 128, 2), Pair(1, 3, "near", 1 - 2 / 128, 2)]
+    pairs.append(Pair(2, 3, "exact", 1.0, 0))
+    links = dedup.copy_links([keeper, copy, twin], pairs, {1: "a", 2: "b", 3: "b"})
+    assert (links[2].reason, links[2].score, links[2].match) == ("exact", 1.0, 3)
+    assert (links[3].reason, links[3].match) == ("exact", 2)
+    near_only = dedup.copy_links([keeper, copy], pairs[:1], {1: "a", 2: "b"})
+    assert (near_only[2].reason, near_only[2].match) == ("near", 1)
+
+
+def test_calibration_refuses_a_model_that_cannot_tell_pictures_apart():
+    rng = np.random.default_rng(1)
+    # A degenerate model: every picture near one direction (all cosines > 0.97).
+    crowded = _unit(np.ones(64) + 0.08 * rng.standard_normal((40, 64)))
+    assert (crowded @ crowded.T).min() > 0.97
+    cal = dedup.calibrate(crowded, 0.95)
+    assert not cal.used and cal.nn_median > 0.95 and "cannot tell" in cal.reason
+    assert cal.pictures == 40
+    # A model that spreads pictures out, with a few real look-alikes: used as asked.
+    spread = _unit(rng.standard_normal((40, 64)))
+    spread[1] = _unit(spread[0] + 0.1 * rng.standard_normal(64))
+    cal = dedup.calibrate(spread, 0.95)
+    assert cal.used and cal.reason is None and cal.nn_median < 0.5
+    # A threshold above the crowd is the user's explicit choice.
+    assert dedup.calibrate(crowded, 0.9999).used
+
+
+def test_calibration_of_a_few_pictures_judges_the_typical_pair():
+    rng = np.random.default_rng(2)
+    two_alike = _unit(rng.standard_normal((3, 32)))
+    two_alike[1] = _unit(two_alike[0] + 0.05 * rng.standard_normal(32))
+    # Two of three are look-alikes: half the library, but a typical pair is far apart.
+    assert dedup.calibrate(two_alike, 0.95).used
+    crowded = _unit(np.ones(32) + 0.05 * rng.standard_normal((3, 32)))
+    cal = dedup.calibrate(crowded, 0.95)
+    assert not cal.used and cal.pair_median > 0.95

@@ -28,8 +28,12 @@ _moving = threading.Lock()  # one move or undo at a time in this process
 _BUSY = {409: {"model": schemas.ErrorResponse, "description": "The library is busy."}}
 
 
-def _member(m) -> dict:  # dedup.Member -> schemas.DupeMember
-    return {**m.to_dict(), "source": "photos", **image_links(m.id, m.path)}
+def _member(raw: dict, sources: dict[int, str]) -> dict:  # Group.to_dict member -> DupeMember
+    return {
+        **raw,
+        "source": sources.get(raw["id"], "photos"),
+        **image_links(raw["id"], raw["path"]),
+    }
 
 
 @router.get("", response_model=schemas.DupesResponse)
@@ -39,7 +43,9 @@ def duplicates(
     threshold: Annotated[float, Query(ge=-1, le=1, description="Cosine for similar.")] = 0.95,
     max_distance: Annotated[int, Query(ge=0, le=64, description="Hash bits for near.")] = 24,
 ) -> dict:
-    """Every duplicate group: exact copies, near copies (perceptual hashes), similar images."""
+    """Every duplicate group: exact and near copies (`kind` "copies"), then similar images
+    (`kind` "similar"), left out with a `warnings` line when the model cannot tell the
+    library's pictures apart at `threshold`."""
     report = ctx.library.duplicates(max_distance=max_distance, threshold=threshold, similar=similar)
     out = report.to_dict()
     sources = {
@@ -48,9 +54,9 @@ def duplicates(
             [m.id for g in report.groups for m in g.members]
         ).items()
     }
-    for g, raw in zip(report.groups, out["groups"], strict=True):
-        raw["keeper"] = _member(g.keeper) | {"source": sources.get(g.keeper.id, "photos")}
-        raw["others"] = [_member(m) | {"source": sources.get(m.id, "photos")} for m in g.others]
+    for raw in out["groups"]:
+        raw["keeper"] = _member(raw["keeper"], sources)
+        raw["others"] = [_member(m, sources) for m in raw["others"]]
     return out
 
 
