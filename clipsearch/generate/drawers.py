@@ -120,7 +120,7 @@ def load_init(path: str, width: int, height: int) -> torch.Tensor:
 
     from clipsearch.media.images import open_image
 
-    rgb, _ = open_image(path)
+    rgb, _ = open_image(path, draft_size=max(width, height))  # big photos decode small
     rgb = rgb.convert("RGB")
     scale = max(width / rgb.width, height / rgb.height)
     size = (max(width, round(rgb.width * scale)), max(height, round(rgb.height * scale)))

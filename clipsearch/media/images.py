@@ -2,6 +2,8 @@
 
 - One read per file: the bytes are hashed and decoded from memory.
 - JPEGs decode in draft mode straight to a scale just above the model's input size.
+- One limit on the pixels actually decoded (`max_decoded_pixels`), checked before decoding:
+  a 200 MP phone JPEG decoded at 1/8 scale is fine, a 20000 x 20000 PNG is refused.
 - EXIF orientation is applied; the first frame of animations is used; transparency is
   flattened onto white; 16-bit and float images are scaled to 8 bits.
 - Failures raise `UnreadableImage` with a short reason a user can act on.
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
+import struct
 import threading
 import warnings
 from dataclasses import dataclass
@@ -21,28 +25,10 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from clipsearch.errors import UnreadableImage
-
-IMAGE_EXTENSIONS = frozenset(
-    {
-        ".jpg",
-        ".jpeg",
-        ".jpe",
-        ".jfif",
-        ".png",
-        ".webp",
-        ".gif",
-        ".bmp",
-        ".dib",
-        ".tif",
-        ".tiff",
-        ".heic",
-        ".heif",
-        ".hif",
-    }
-)
+from clipsearch.media.fs import IMAGE_EXTENSIONS, is_image_name  # noqa: F401 (re-exported)
 
 _ROTATING_ORIENTATIONS = {5, 6, 7, 8}
 _EXIF_IFD = 0x8769
@@ -50,12 +36,8 @@ _DATETIME_ORIGINAL = 36867
 _DATETIME = 306
 _heif_lock = threading.Lock()
 _heif_registered = False
-
-
-def is_image_name(name: str) -> bool:
-    """True if the file name has an image extension clipsearch reads."""
-    dot = name.rfind(".")
-    return dot > 0 and name[dot:].lower() in IMAGE_EXTENSIONS
+_open_lock = threading.Lock()
+_PILLOW_PIXELS = re.compile(r"\((\d+) pixels\)")
 
 
 def content_hash(data: bytes) -> str:
@@ -100,13 +82,28 @@ def _register_heif() -> None:
             _heif_registered = True
 
 
+def max_decoded_pixels() -> int | None:
+    """The most pixels clipsearch decodes for one picture (None: no limit).
+
+    It is Pillow's `Image.MAX_IMAGE_PIXELS` (89,478,485 by default: 256 MiB as 8-bit RGB),
+    applied to the size actually decoded rather than to the size in the file's header: a JPEG
+    decoded at 1/8 scale counts an eighth of its width and height. Every decode goes through
+    `open_image`, so indexing, `watch`, thumbnails and uploads share this one limit. Keeping it
+    at Pillow's value means Pillow's own later checks (TIFF tiles) never object to a picture
+    this let through.
+    """
+    limit = Image.MAX_IMAGE_PIXELS
+    return int(limit) if limit else None
+
+
 def open_image(
     source: str | Path | bytes, *, draft_size: int | None = None
 ) -> tuple[Image.Image, ImageInfo]:
     """Decode `source` (a path or the file's bytes) to an RGB image plus its facts.
 
     `draft_size` lets JPEGs decode at a reduced scale whose shorter side stays at least
-    that many pixels. Raises `UnreadableImage` with a short reason.
+    that many pixels. A picture whose decoded size is over `max_decoded_pixels` is refused
+    before any pixel is decoded. Raises `UnreadableImage` with a short reason.
     """
     label = "<bytes>" if isinstance(source, bytes) else str(source)
     if not isinstance(source, bytes):
@@ -115,24 +112,24 @@ def open_image(
         raise UnreadableImage(label, "empty file (0 bytes)")
     _register_heif()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(source))
-            fmt = img.format or "unknown"
-            width, height = img.size
-            orientation = _orientation(img)
-            if orientation in _ROTATING_ORIENTATIONS:
-                width, height = height, width
-            taken_at = _taken_at(img)
-            if draft_size and fmt == "JPEG":
-                img.draft("RGB", (draft_size, draft_size))
-            img.load()
-            img = ImageOps.exif_transpose(img) if orientation not in (None, 1) else img
-            rgb = to_rgb(img)
+        img = _open_unchecked(source)
+        fmt = img.format or "unknown"
+        width, height = img.size
+        orientation = _orientation(img)
+        if orientation in _ROTATING_ORIENTATIONS:
+            width, height = height, width
+        taken_at = _taken_at(img)
+        if draft_size and isinstance(img, JpegImagePlugin.JpegImageFile):  # MPO too
+            img.draft("RGB", (draft_size, draft_size))
+        _check_decoded_size(label, img.size)
+        img.load()
+        img = ImageOps.exif_transpose(img) if orientation not in (None, 1) else img
+        rgb = to_rgb(img)
     except UnidentifiedImageError:
         raise UnreadableImage(label, "not an image, or a format clipsearch cannot read") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise UnreadableImage(label, f"image too large to decode safely ({exc})") from None
+    except Image.DecompressionBombError as exc:  # a frame or tile Pillow checks while reading
+        found = _PILLOW_PIXELS.search(str(exc))
+        raise _too_large(label, int(found.group(1)) if found else None) from None
     except OSError as exc:
         text = str(exc)
         if "truncated" in text.lower() or "broken" in text.lower():
@@ -141,6 +138,58 @@ def open_image(
     except (SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError) as exc:
         raise UnreadableImage(label, f"corrupt image ({type(exc).__name__}: {exc})") from None
     return rgb, ImageInfo(width=width, height=height, format=fmt, taken_at=taken_at)
+
+
+def _open_unchecked(data: bytes) -> Image.Image:
+    """`Image.open` without its check of the header's size: `_check_decoded_size` follows.
+
+    Pillow judges a picture by the size in its header, before a JPEG can pick a reduced
+    decoding scale, so a 108 MP photo it would decode at 1/8 scale is refused. This tries the
+    formats Pillow has registered, in its order, as `Image.open` does, and reads headers only.
+    Pillow's `DecompressionBombWarning` (some formats check frame sizes while opening) is
+    silenced here; `catch_warnings` is not thread-safe, so decode threads take turns (opening
+    reads headers only: it is quick).
+    """
+    fp = io.BytesIO(data)
+    prefix = data[:16]
+    tried: set[str] = set()
+    with _open_lock, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        for load_plugins in (Image.preinit, Image.init):
+            load_plugins()
+            for fmt in [f for f in Image.ID if f not in tried]:
+                tried.add(fmt)
+                factory, accept = Image.OPEN[fmt]
+                accepted = not accept or accept(prefix)
+                if not accepted or isinstance(accepted, str):
+                    continue
+                fp.seek(0)
+                try:
+                    return factory(fp, "")
+                except (SyntaxError, IndexError, TypeError, struct.error):
+                    continue
+    raise UnidentifiedImageError("cannot identify image file")
+
+
+def _check_decoded_size(label: str, size: tuple[int, int]) -> None:
+    limit = max_decoded_pixels()
+    pixels = max(1, size[0]) * max(1, size[1])
+    if limit is not None and pixels > limit:
+        raise _too_large(label, pixels, size)
+
+
+def _too_large(
+    label: str, pixels: int | None, size: tuple[int, int] | None = None
+) -> UnreadableImage:
+    limit = max_decoded_pixels()
+    found = f"{size[0]}x{size[1]}, " if size else ""
+    found += f"{_megapixels(pixels)} MP; " if pixels else ""
+    allowed = f"limit {_megapixels(limit)} MP" if limit else "over Pillow's limit"
+    return UnreadableImage(label, f"image too large to decode safely ({found}{allowed})")
+
+
+def _megapixels(pixels: int) -> str:
+    return f"{pixels / 1e6:.1f}".removesuffix(".0")
 
 
 def read_file(path: str | Path) -> bytes:

@@ -1,6 +1,7 @@
 """Decoding every supported format, orientation, odd modes, and every kind of bad file."""
 
 import io
+import warnings
 
 import numpy as np
 import pytest
@@ -12,10 +13,11 @@ from clipsearch.media.images import (
     content_hash,
     is_image_name,
     load_for_model,
+    max_decoded_pixels,
     open_image,
     prepare,
 )
-from tests.helpers import make_image
+from tests.helpers import big_jpeg, make_image, png_bomb
 
 
 @pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp", ".gif", ".bmp", ".tiff", ".heic"])
@@ -102,6 +104,69 @@ def test_jpeg_draft_mode_decodes_smaller_but_not_below_target():
     img, info = open_image(big, draft_size=224)
     assert (info.width, info.height) == (2000, 1500)  # the real size is recorded
     assert min(img.size) >= 224 and img.size[0] <= 500  # decoded at 1/4 or 1/8 scale
+
+
+@pytest.mark.parametrize("size", [(12000, 9000), (16320, 12240)], ids=["108MP", "200MP"])
+def test_phone_photos_are_judged_by_the_size_actually_decoded(tmp_path, size):
+    path = big_jpeg(tmp_path / "phone.jpg", size)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        img, info = open_image(path, draft_size=224)
+        pixels, _ = load_for_model(path, PreprocessParams(size=(224, 224)))
+    assert not caught, [str(w.message) for w in caught]
+    assert (info.width, info.height) == size  # the real size is recorded
+    assert img.size == ((size[0] + 7) // 8, (size[1] + 7) // 8)  # decoded at 1/8 scale
+    assert pixels.shape == (224, 224, 3)
+    # Decoded in full, the same file is over the limit: refused with the sizes, quietly.
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(UnreadableImage) as err:
+        warnings.simplefilter("always")
+        open_image(path)
+    assert not caught
+    megapixels = f"{size[0] * size[1] / 1e6:.1f}".removesuffix(".0")
+    assert err.value.reason == (
+        f"image too large to decode safely ({size[0]}x{size[1]}, {megapixels} MP; limit 89.5 MP)"
+    )
+
+
+@pytest.mark.parametrize("side", [10000, 20000], ids=["100MP", "400MP"])
+def test_true_bombs_are_refused_with_the_reason_and_no_warning(tmp_path, side):
+    path = png_bomb(tmp_path / "bomb.png", side, side)
+    assert path.stat().st_size < 2**20  # a small file...
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(UnreadableImage) as err:
+        warnings.simplefilter("always")
+        open_image(path, draft_size=224)  # ...that no draft mode can shrink
+    assert not caught, [str(w.message) for w in caught]
+    megapixels = side * side // 1_000_000
+    assert err.value.reason == (
+        f"image too large to decode safely ({side}x{side}, {megapixels} MP; limit 89.5 MP)"
+    )
+
+
+def test_the_limit_is_pillows_setting_applied_to_the_decoded_size(tmp_path, monkeypatch):
+    assert max_decoded_pixels() == Image.MAX_IMAGE_PIXELS == 89_478_485  # 256 MiB as RGB
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000_000)
+    jpeg = _jpeg_bytes((4000, 3000))  # 12 MP in the header, 0.19 MP decoded at 1/8 scale
+    assert open_image(jpeg, draft_size=224)[0].size == (500, 375)
+    with pytest.raises(UnreadableImage, match=r"\(4000x3000, 12 MP; limit 1 MP\)"):
+        open_image(jpeg)  # decoded in full
+    png = make_image(tmp_path / "wide.png", size=(1001, 1000))
+    with pytest.raises(UnreadableImage, match="1001x1000, 1 MP; limit 1 MP"):
+        open_image(png, draft_size=224)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # switched off, as in Pillow
+    assert max_decoded_pixels() is None and open_image(png)[0].size == (1001, 1000)
+
+
+def test_phone_jpegs_with_extra_pictures_mpo_decode_at_reduced_scale_too():
+    # Phones store depth maps and HDR gain maps as extra pictures: Pillow reads such a JPEG
+    # as MPO. It is still a JPEG and decodes at a reduced scale like one.
+    main, extra = Image.new("RGB", (4000, 3000), (200, 10, 10)), Image.new("RGB", (400, 300))
+    buf = io.BytesIO()
+    main.save(buf, "MPO", save_all=True, append_images=[extra])
+    img, info = open_image(buf.getvalue(), draft_size=224)
+    assert info.format == "MPO" and (info.width, info.height) == (4000, 3000)
+    assert img.size == (500, 375)
+    r, g, _ = img.getpixel((250, 180))
+    assert r > 180 and g < 40  # the main picture, not the extra one
 
 
 @pytest.mark.parametrize("mode", ["shortest", "squash"])

@@ -12,9 +12,10 @@ import stat
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
 from clipsearch.errors import UnreadableImage
+from clipsearch.media.fs import display
 from clipsearch.media.thumbs import DEFAULT_SIZE, SIZES, thumbnail
 from clipsearch.server import schemas
 from clipsearch.server.context import Ctx, ServerContext
@@ -25,7 +26,7 @@ from clipsearch.server.searching import image_links
 router = APIRouter(prefix="/api/images", tags=["images"])
 
 ImageId = Annotated[int, Path(ge=1, le=2**62, description="The image's id in the library.")]
-_BROWSER_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP"})
+_BROWSER_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP"})  # MPO: phone JPEGs
 _NOT_FOUND = {404: {"model": schemas.ErrorResponse}}
 
 
@@ -82,7 +83,7 @@ def image_file(image_id: ImageId, ctx: Ctx) -> FileResponse:
     row = _row(ctx, image_id)
     path = _existing_file(row)
     media = mimetypes.guess_type(path)[0] or "application/octet-stream"
-    name = os.path.basename(path)
+    name = display(os.path.basename(path))  # a name that is not UTF-8, escaped
     return FileResponse(
         path,
         media_type=media,
@@ -94,15 +95,23 @@ def image_file(image_id: ImageId, ctx: Ctx) -> FileResponse:
 
 @router.get(
     "/{image_id}/thumb",
-    response_class=FileResponse,
-    responses={**_NOT_FOUND, 415: {"model": schemas.ErrorResponse}},
+    response_class=Response,
+    responses={
+        200: {"content": {"image/jpeg": {}}, "description": "A JPEG thumbnail."},
+        **_NOT_FOUND,
+        415: {"model": schemas.ErrorResponse},
+    },
 )
 def image_thumb(
     image_id: ImageId,
     ctx: Ctx,
     size: Annotated[int, Query(description=f"Longest side: one of {list(SIZES)}.")] = DEFAULT_SIZE,
-) -> FileResponse:
-    """A JPEG thumbnail, made on first request and cached in the library (`thumbs/`)."""
+) -> Response:
+    """A JPEG thumbnail, made on first request and cached in the library (`thumbs/`).
+
+    A damaged cached file is made again; when the cache cannot be written (a full disk, a
+    read-only library folder) the thumbnail is sent from memory.
+    """
     if size not in SIZES:
         raise ApiError(422, "invalid", f"size must be one of {', '.join(map(str, SIZES))}")
     row = _row(ctx, image_id)
@@ -111,8 +120,8 @@ def image_thumb(
         thumb = thumbnail(ctx.library.path, path, row.content_hash, size)
     except UnreadableImage as exc:
         raise ApiError(415, "not_an_image", f"cannot make a thumbnail: {exc.reason}") from None
-    return FileResponse(
-        thumb,
+    return Response(
+        thumb.data,
         media_type="image/jpeg",
         headers={"cache-control": "private, max-age=600"},
     )
