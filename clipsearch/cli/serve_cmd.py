@@ -47,7 +47,8 @@ def serve(state: State, host: str, port: int, token: str | None, max_upload_mb: 
       clipsearch --library ~/clip-lib serve --host 0.0.0.0 --token "$(openssl rand -hex 16)"
 
     While it runs, `clipsearch search` on the same library asks it instead of loading the
-    model again. API docs: /docs.
+    model again. One server per library: a second `serve` on it (on any port) stops with
+    exit code 3, naming the running one. API docs: /docs.
     """
     from clipsearch.server.settings import ServerSettings
 
@@ -75,10 +76,13 @@ def serve(state: State, host: str, port: int, token: str | None, max_upload_mb: 
         if settings.token:
             click.echo(f"A token is required: open {url}/?token=TOKEN once, or log in on the page.")
 
-    with state.open_library(create=False) as lib:
+    def loading() -> None:
         if not state.quiet:
             click.echo(f"Loading the model and the index of {lib.path} ...", err=True)
-        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C / SIGTERM: a clean stop
-            run(lib, settings, on_ready=ready, log_level=log_level)
+
+    # Ctrl-C / SIGTERM: a clean stop. A second server for this library (on any port) is
+    # refused before the model loads, with exit code 3 (ServerRunning).
+    with state.open_library(create=False) as lib, contextlib.suppress(KeyboardInterrupt):
+        run(lib, settings, on_ready=ready, on_loading=loading, log_level=log_level)
     if not state.quiet:
         click.echo("Stopped.", err=True)

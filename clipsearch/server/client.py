@@ -1,7 +1,8 @@
 """Finding and talking to a running `clipsearch serve` for a library.
 
-A server announces itself in `LIB/server.json` (written atomically when it starts answering,
-removed when it stops)::
+A library has at most one server. It holds `LIB/server.lock` (a kernel lock: a killed server
+releases it at once) for its whole life, and announces itself in `LIB/server.json` (written
+atomically when it starts answering, removed when it stops)::
 
     {"pid": 4242, "host": "127.0.0.1", "port": 8765, "url": "http://127.0.0.1:8765",
      "token_required": false, "started": 1718000000.0, "version": "0.1.0",
@@ -10,12 +11,14 @@ removed when it stops)::
 `clipsearch search` uses a live one (the model is already loaded there) and falls back to
 searching in-process when there is none, it is not alive, it does not answer quickly, it
 needs a token the environment does not hold (`CLIPSEARCH_TOKEN`), or it fails. Query images
-are sent as bytes, never as paths. Standard library only: no HTTP package is needed.
+are sent as bytes, never as paths. A `server.json` whose server no longer holds the lock is
+stale, whatever its pid. Standard library only: no HTTP package is needed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import http.client
 import json
 import logging
@@ -28,11 +31,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from clipsearch.errors import QueryError
+from clipsearch.errors import ClipsearchError, QueryError
 
 log = logging.getLogger(__name__)
 
 SERVER_FILE = "server.json"
+SERVER_LOCK = "server.lock"
 TOKEN_ENV = "CLIPSEARCH_TOKEN"
 CONNECT_TIMEOUT = 1.0  # seconds for the liveness check: a busy or hung server is skipped
 REQUEST_TIMEOUT = 60.0
@@ -73,6 +77,122 @@ def remove_server_file(library: str | Path, pid: int, port: int) -> None:
     if info and info.get("pid") == pid and info.get("port") == port:
         with contextlib.suppress(OSError):
             server_file(library).unlink()
+
+
+class ServerRunning(ClipsearchError):
+    """Another `clipsearch serve` already serves this library (exit code 3, like a busy
+    library)."""
+
+    exit_code = 3
+
+
+class ServerLock:
+    """`LIB/server.lock`, held by the library's one server from before it binds its port
+    until after it has removed its `server.json`.
+
+    The kernel holds the lock (flock), so a server killed with SIGKILL releases it at once:
+    the `server.json` it leaves behind never blocks the next server, and clients know it is
+    stale. The file records the holder's pid, for messages.
+    """
+
+    def __init__(self, library: str | Path) -> None:
+        self.library = Path(library)
+        self.path = self.library / SERVER_LOCK
+        self._fd: int | None = None
+
+    def acquire(self, wait: float = 0.5) -> None:
+        """Take the lock, or raise ServerRunning naming the server that holds it.
+
+        `wait` covers a client that is checking the lock at this very moment. A library
+        folder that cannot hold the lock file (read-only) is served unguarded: such a server
+        cannot write `server.json` either.
+        """
+        if self._fd is not None:
+            return
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            log.warning(
+                "cannot create %s (%s): not guarding against a second server",
+                self.path,
+                exc.strerror or exc,
+            )
+            return
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = _read_json(fd)
+                    os.close(fd)
+                    raise self._running(holder) from None
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "since": time.time()}).encode(), 0)
+        self._fd = fd
+        # Any server.json now is a leftover of a server that was killed: nobody answers there.
+        info = read_server_file(self.library)
+        if info is not None:
+            log.info("removing the stale server.json of pid %s", info.get("pid"))
+            with contextlib.suppress(OSError):
+                server_file(self.library).unlink()
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, 0)
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
+
+    def held_by_anyone(self) -> bool | None:
+        """Whether some server holds the lock now; None when there is no lock file."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return None
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        finally:
+            os.close(fd)
+
+    def _running(self, holder: dict) -> ServerRunning:
+        pid = holder.get("pid")
+        info = read_server_file(self.library)
+        stop = f"`kill {pid}`" if isinstance(pid, int) else "stop it"
+        if info and info.get("pid") == pid and info.get("url"):
+            return ServerRunning(
+                f"a clipsearch server already serves the library {self.library} at "
+                f"{info['url']} (pid {pid})",
+                hint=f"Open {info['url']} — `clipsearch search` on this library already uses "
+                "it. A library has one server at a time, on any port: to start this one "
+                f"instead, stop that one first (Ctrl-C where it runs, or {stop}).",
+            )
+        return ServerRunning(
+            f"another clipsearch server (pid {pid if pid is not None else '?'}) is starting for "
+            f"the library {self.library}",
+            hint="It answers once its model is loaded, and `clipsearch search` will use it. A "
+            f"library has one server at a time: to start this one instead, stop that one first "
+            f"({stop}).",
+        )
+
+
+def _read_json(fd: int) -> dict:
+    try:
+        data = json.loads(os.pread(fd, 4096, 0) or b"{}")
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def pid_alive(pid: Any) -> bool:
@@ -184,7 +304,7 @@ def connect(library: str | Path, *, token: str | None = None, model: str | None 
     info = read_server_file(library)
     if info is None:
         raise Unavailable("no server.json in the library")
-    if not pid_alive(info.get("pid")):
+    if ServerLock(library).held_by_anyone() is False or not pid_alive(info.get("pid")):
         raise Unavailable(f"the server (pid {info.get('pid')}) is not running; stale server.json")
     token = token if token is not None else os.environ.get(TOKEN_ENV) or None
     if info.get("token_required") and not token:
@@ -277,9 +397,10 @@ def _search(client: Client, query: Any) -> dict:
             "after": query.after,
             "before": query.before,
             "tag": query.tag,
+            "include_offline": query.include_offline,
         },
     }
     answer = client.request("POST", "/api/search", body=body)
     names = [f.name for f in fields(SearchResult)]
-    results = [SearchResult(**{n: r[n] for n in names}) for r in answer["results"]]
+    results = [SearchResult(**{n: r[n] for n in names if n in r}) for r in answer["results"]]
     return {"results": results, "library_empty": bool(answer.get("library_empty"))}

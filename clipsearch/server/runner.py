@@ -1,8 +1,11 @@
 """Running the app with uvicorn: in the foreground (`clipsearch serve`) or in a thread.
 
-The socket is bound before the app starts, so `--port 0` works and a port in use is a
-clear error. Once the app is ready to answer, `LIB/server.json` announces it (see
-`clipsearch.server.client`); it is removed when the server stops.
+One server per library: before anything else it takes `LIB/server.lock`, so a second
+`serve` on the same library stops at once with ServerRunning (naming the first one's URL and
+pid), while a server killed without cleaning up blocks nothing. The socket is bound before the
+app starts, so `--port 0` works and a port in use is a clear error. Once the app is ready to
+answer, `LIB/server.json` announces it (see `clipsearch.server.client`); it is removed when the
+server stops, before the lock is let go, and only if it is still this server's.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 
 from clipsearch import __version__
 from clipsearch.errors import ConfigError
-from clipsearch.server.client import remove_server_file, write_server_file
+from clipsearch.server.client import ServerLock, remove_server_file, write_server_file
 from clipsearch.server.settings import ServerSettings
 
 log = logging.getLogger("clipsearch.server")
@@ -65,14 +68,29 @@ def connect_url(host: str, port: int) -> str:
     return f"http://[{name}]:{port}" if ":" in name else f"http://{name}:{port}"
 
 
+def claim(library: Any, settings: ServerSettings) -> tuple[ServerLock, socket.socket]:
+    """Take the library's server lock, then bind the port: ServerRunning if another server
+    serves this library (whatever its port), ConfigError if the port is taken."""
+    lock = ServerLock(library.path)
+    lock.acquire()
+    try:
+        return lock, bind(settings.host, settings.port)
+    except BaseException:
+        lock.release()
+        raise
+
+
 def _server(
-    library: Any, settings: ServerSettings, on_ready: Callable[[str], None] | None, log_level: str
-) -> tuple[Any, socket.socket, str]:
+    library: Any,
+    settings: ServerSettings,
+    sock: socket.socket,
+    on_ready: Callable[[str], None] | None,
+    log_level: str,
+) -> tuple[Any, str]:
     import uvicorn
 
     from clipsearch.server.app import create_app
 
-    sock = bind(settings.host, settings.port)
     settings = settings.with_(port=sock.getsockname()[1])
     url = connect_url(settings.host, settings.port)
     pid = os.getpid()
@@ -114,7 +132,7 @@ def _server(
         server_header=False,
         lifespan="on",
     )
-    return uvicorn.Server(config), sock, url
+    return uvicorn.Server(config), url
 
 
 def run(
@@ -122,18 +140,27 @@ def run(
     settings: ServerSettings,
     *,
     on_ready: Callable[[str], None] | None = None,
+    on_loading: Callable[[], None] | None = None,
     log_level: str = "warning",
 ) -> None:
-    """Serve until Ctrl-C / SIGTERM (blocking). `on_ready(url)` runs once it answers."""
-    server, sock, _ = _server(library, settings, on_ready, log_level)  # a busy port fails fast
+    """Serve until Ctrl-C / SIGTERM (blocking). `on_ready(url)` runs once it answers.
+
+    Another server for the library, or a busy port, fails fast: before `on_loading()` and
+    the model.
+    """
+    lock, sock = claim(library, settings)
     port = sock.getsockname()[1]
     try:
+        server, _ = _server(library, settings, sock, on_ready, log_level)
+        if on_loading:
+            on_loading()
         if settings.warm:
             warm(library)
         server.run(sockets=[sock])
     finally:
         sock.close()
         remove_server_file(library.path, os.getpid(), port)  # if the app could not stop cleanly
+        lock.release()
 
 
 class BackgroundServer:
@@ -153,20 +180,29 @@ class BackgroundServer:
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        self._lock: ServerLock | None = None
+        self._sock: socket.socket | None = None
+        self._port = 0
 
     def start(self, timeout: float = 60) -> BackgroundServer:
-        self._server, sock, self.url = _server(
-            self.library, self.settings, lambda _: self._ready.set(), self.log_level
-        )
-        if self.settings.warm:
-            try:
+        self._lock, self._sock = claim(self.library, self.settings)
+        self._port = self._sock.getsockname()[1]
+        try:
+            self._server, self.url = _server(
+                self.library,
+                self.settings,
+                self._sock,
+                lambda _: self._ready.set(),
+                self.log_level,
+            )
+            if self.settings.warm:
                 warm(self.library)
-            except BaseException:
-                sock.close()
-                raise
+        except BaseException:
+            self._release()
+            raise
         self._thread = threading.Thread(
             target=self._server.run,
-            kwargs={"sockets": [sock]},
+            kwargs={"sockets": [self._sock]},
             name="clipsearch-server",
             daemon=True,
         )
@@ -186,6 +222,16 @@ class BackgroundServer:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=30)
+        self._release()
+
+    def _release(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            remove_server_file(self.library.path, os.getpid(), self._port)
+            self._sock = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> BackgroundServer:
         return self.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -9,8 +10,11 @@ import pytest
 from clipsearch import Library
 from clipsearch.demo import shapes
 from clipsearch.server import BackgroundServer, ServerSettings
+from tests.helpers import make_image
 
 pytestmark = pytest.mark.browser
+
+CLI_FLAG = re.compile(r"(?<![\w-])--[a-z]")  # `--vqgan`, `--drawer`, `--size`: the CLI's words
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +26,31 @@ def served_shapes(tmp_path_factory):
     with BackgroundServer(lib, ServerSettings(port=0)) as srv:
         yield SimpleNamespace(url=srv.url, lib=lib)
     lib.close()
+
+
+@pytest.fixture(scope="module")
+def served_other_model(tmp_path_factory, tiny_model):
+    """A library whose model is not tiny-shapes: clipsearch ships no VQGAN for it."""
+    root = tmp_path_factory.mktemp("gen-page-other")
+    for i in range(3):
+        make_image(root / "photos" / f"img{i}.jpg", seed=i)
+    lib = Library.open(root / "library", model=tiny_model, threads=1)
+    lib.index([root / "photos"])
+    with BackgroundServer(lib, ServerSettings(port=0)) as srv:
+        yield SimpleNamespace(url=srv.url, lib=lib)
+    lib.close()
+
+
+def status_text(page) -> str:
+    return page.text_content("#gen-status") or ""
+
+
+def wait_error(page) -> str:
+    page.wait_for_function(
+        "() => document.querySelector('#gen-status').classList.contains('error')"
+        " && document.querySelector('#gen-status').textContent.length > 0"
+    )
+    return status_text(page)
 
 
 def test_generate_watch_progress_and_find_it_by_search(page, served_shapes):
@@ -61,3 +90,78 @@ def test_bad_prompt_is_explained_on_the_page(page, served_shapes, page_errors):
     )
     assert page.locator("#gen-progress").is_hidden()
     page_errors[:] = [e for e in page_errors if "status of 400" not in e]  # the answer itself
+
+
+def test_no_vqgan_for_the_model_the_page_offers_pixels_and_says_so_in_its_terms(
+    page, served_other_model, page_errors
+):
+    page.goto(f"{served_other_model.url}/#/generate")
+    page.wait_for_selector("body[data-ready]")
+    # The drawer control offers both; Pixels is chosen, and the note says why.
+    page.wait_for_selector("#gen-drawer-note:not([hidden])")
+    options = page.eval_on_selector_all(
+        "#gen-drawer option", "els => els.map(o => [o.value, o.textContent])"
+    )
+    assert [v for v, _ in options] == ["vqgan", "pixel"]
+    assert "not available" in dict(options)["vqgan"]
+    assert page.input_value("#gen-drawer") == "pixel"
+    note = page.text_content("#gen-drawer-note")
+    assert "No VQGAN for this library's model" in note and "Pixels" in note
+    assert "tiny-shapes" in page.get_attribute("#gen-drawer-note", "title")
+    assert page.locator("#gen-cancel").is_hidden()  # nothing to cancel
+    # Choosing VQGAN anyway: refused before anything starts, in the page's words, and the
+    # Drawer control is marked and focused.
+    page.select_option("#gen-drawer", "vqgan")
+    page.fill("#gen-prompts", "a red circle")
+    page.fill("#gen-steps", "3")
+    page.click("#gen-start")
+    text = wait_error(page)
+    assert "VQGAN" in text and "“Pixels” under Drawer" in text, text
+    assert not CLI_FLAG.search(text) and "clipsearch generate" not in text, text
+    assert page.get_attribute("#gen-drawer", "aria-invalid") == "true"
+    assert page.evaluate("document.activeElement.id") == "gen-drawer"
+    assert page.locator("#gen-progress").is_hidden()
+    assert all(
+        j["state"] != "running"
+        for j in page.request.get(f"{served_other_model.url}/api/generate").json()
+    )
+    # Pixels, as the page suggests: it runs, and the mark goes.
+    page.select_option("#gen-drawer", "pixel")
+    assert page.get_attribute("#gen-drawer", "aria-invalid") is None
+    page.click("#gen-start")
+    page.wait_for_selector("#gen-image", timeout=240_000)
+    assert "Done" in status_text(page)
+    page_errors[:] = [e for e in page_errors if "status of 400" not in e]
+
+
+def test_a_size_the_vqgan_cannot_make_points_at_size(page, served_shapes, page_errors):
+    page.goto(f"{served_shapes.url}/#/generate")
+    page.wait_for_selector("body[data-ready]")
+    page.wait_for_selector("#gen-prompts")
+    page.wait_for_function("() => document.querySelector('#gen-drawer').value === 'vqgan'")
+    assert page.locator("#gen-drawer-note").is_hidden()  # tiny-shapes has its VQGAN
+    page.fill("#gen-prompts", "a red circle")
+    page.fill("#gen-size", "66x64")
+    page.click("#gen-start")
+    text = wait_error(page)
+    assert "multiples of 4" in text and "Try 64x64 under Size" in text, text
+    assert not CLI_FLAG.search(text), text
+    assert page.get_attribute("#gen-size", "aria-invalid") == "true"
+    assert page.evaluate("document.activeElement.id") == "gen-size"
+    # Out of range: said on the page, before asking the server.
+    page.fill("#gen-size", "4000x64")
+    page.click("#gen-start")
+    page.wait_for_function(
+        "() => /out of range/.test(document.querySelector('#gen-status').textContent)"
+    )
+    assert not CLI_FLAG.search(status_text(page))
+    # Only spaces as a prompt: the Prompts box is pointed at.
+    page.fill("#gen-size", "")
+    page.fill("#gen-prompts", "   ")
+    page.click("#gen-start")
+    page.wait_for_function(
+        "() => /no prompt given/i.test(document.querySelector('#gen-status').textContent)"
+    )
+    assert page.get_attribute("#gen-prompts", "aria-invalid") == "true"
+    assert not CLI_FLAG.search(status_text(page))
+    page_errors[:] = [e for e in page_errors if "status of 400" not in e]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -166,13 +168,83 @@ def test_serve_refuses_unsafe_or_impossible_setups(cli, indexed, tmp_path):
 
 
 def test_serve_reports_a_port_in_use(indexed):
-    proc, info = start_server(indexed)
+    with socket.socket() as taken:  # something else (not a clipsearch server) holds the port
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        again = run_process("--library", str(indexed), "serve", "--port", str(port))
+    assert again.returncode == 2 and f"port {port} on 127.0.0.1 is already in use" in again.stderr
+    assert read_server_file(indexed) is None
+
+
+def serve_once(lib_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    """`clipsearch serve` expected to stop by itself (a refusal), not to serve."""
+    return run_process("--library", str(lib_dir), "serve", *args, timeout=90)
+
+
+def test_a_second_serve_on_the_same_library_is_refused(indexed, tmp_path):
+    first, info = start_server(indexed)
     try:
-        again = run_process("--library", str(indexed), "serve", "--port", str(info["port"]))
-        assert again.returncode == 2 and "already in use" in again.stderr
-        assert read_server_file(indexed)["pid"] == proc.pid  # the first server's file stays
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            free_port = s.getsockname()[1]
+        # Any port: the default one, a free one given with --port, the first one's own.
+        for args in (
+            (),
+            ("--port", "0"),
+            ("--port", str(free_port)),
+            ("--port", str(info["port"])),
+        ):
+            second = serve_once(indexed, *args)
+            assert second.returncode == 3, (args, second.stderr)
+            assert info["url"] in second.stderr and f"pid {first.pid}" in second.stderr, args
+            assert "already serves" in second.stderr and "Loading the model" not in second.stderr
+            assert "Serving" not in second.stdout
+        # The first server is untouched: its file, and `search` still goes through it.
+        assert read_server_file(indexed) == info
+        assert first.poll() is None
+        found = search(indexed, "a red circle", "--json")
+        assert (
+            found.returncode == 0 and "searched with the server at " + info["url"] in found.stderr
+        )
+        # Another library is not this one: a server for it starts as usual.
+        other = tmp_path / "other-lib"
+        shutil.copytree(indexed, other, ignore=shutil.ignore_patterns("server.*"))
+        proc, other_info = start_server(other)
+        assert stop(proc)[0] == 0 and other_info["url"] != info["url"]
     finally:
-        stop(proc)
+        code, _, err = stop(first)
+    assert code == 0, err
+    assert read_server_file(indexed) is None
+    # Once the first has stopped, a new one starts.
+    again, again_info = start_server(indexed)
+    assert again_info["pid"] == again.pid
+    assert stop(again)[0] == 0 and read_server_file(indexed) is None
+
+
+def test_a_killed_servers_leftover_file_does_not_block_the_next_one(indexed):
+    first, _ = start_server(indexed)
+    first.kill()  # SIGKILL: no chance to remove server.json
+    first.communicate(timeout=60)
+    assert read_server_file(indexed)["pid"] == first.pid  # left behind
+    second, info2 = start_server(indexed)  # not refused
+    try:
+        assert info2["pid"] == second.pid and read_server_file(indexed) == info2
+        found = search(indexed, "a dog", "--json")
+        assert (
+            found.returncode == 0 and "searched with the server at " + info2["url"] in found.stderr
+        )
+    finally:
+        code, _, err = stop(second)
+    assert code == 0, err
+    assert read_server_file(indexed) is None
+    # A leftover file whose pid now belongs to a live process (reused pid) is still stale:
+    # no server holds the library, so the CLI does not wait on that address.
+    write_server_file(indexed, {**info2, "pid": os.getpid()})
+    with pytest.raises(client.Unavailable, match="not running"):
+        client.connect(indexed)
+    leftover = search(indexed, "a dog", "--json")
+    assert leftover.returncode == 0 and "not running" in leftover.stderr
 
 
 def test_serve_help_text(cli):

@@ -4,10 +4,16 @@ One job at a time per server. While it runs, `GET /api/generate/{id}` reports th
 loss and the URL of the latest preview frame; when it is done, the new picture is in the
 library (source `generated`) and the job holds its id and a search link. The request names
 no paths: the VQGAN is the server library's default, an init picture is a library image id.
+`GET /api/generate/options` says which drawers this library can use.
+
+Errors speak in the request's (and the page's) terms, never in the CLI's flags: they carry
+`field`, the request field at fault (`prompts`, `size` for width/height, `drawer`), which the
+page maps to its control; the CLI keeps its own wording (`--vqgan`, `--drawer`, `--size`).
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import uuid
@@ -15,12 +21,13 @@ from io import BytesIO
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response
+from fastapi.responses import JSONResponse
 
-from clipsearch.errors import ClipsearchError
+from clipsearch.errors import ClipsearchError, PromptError, VQGANError
 from clipsearch.server.context import Ctx
 from clipsearch.server.errors import ApiError
 from clipsearch.server.routers import Feature
-from clipsearch.server.schemas import ErrorResponse, GenerateBody, Job
+from clipsearch.server.schemas import ErrorResponse, GenerateBody, GenerateOptions, Job
 
 router = APIRouter(prefix="/api/generate", tags=["generate"])
 JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{12}$", description="A job id.")]
@@ -29,6 +36,28 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse},
     409: {"model": ErrorResponse},
 }
+
+
+# What the page calls its controls, for hints that send the user to one.
+PIXELS_HINT = "Choose “Pixels” under Drawer: it needs no VQGAN."
+# `clipsearch generate`'s flags, which mean nothing to someone on the page.
+_CLI_WORDS = re.compile(
+    r"--(?:vqgan|drawer|size|out|steps|cutouts|lr|seed|init|frames|json|keep-on-interrupt)\b"
+)
+
+
+class FieldError(ApiError):
+    """A 400 about one field of the request; its answer carries `field` (see the module)."""
+
+    def __init__(self, field: str | None, message: str, hint: str | None = None) -> None:
+        super().__init__(400, "bad_request", message, hint)
+        self.field = field
+
+    def payload(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "hint": self.hint, "field": self.field}
+
+    def response(self) -> JSONResponse:
+        return JSONResponse({"error": self.payload()}, status_code=self.status)
 
 
 class _Job:
@@ -126,7 +155,8 @@ class Jobs:
             out, state, error = None, "cancelled", None
         except ClipsearchError as exc:
             out, state = None, "failed"
-            error = {"code": "generate_failed", "message": exc.message, "hint": exc.hint}
+            web = _field_error(exc)
+            error = {**web.payload(), "code": "generate_failed"}
         except Exception as exc:  # never a stack trace in a response; the log has it
             import logging
 
@@ -145,6 +175,55 @@ def _quote(text: str) -> str:
     from urllib.parse import quote
 
     return quote(text, safe="")
+
+
+def _field_error(exc: ClipsearchError) -> FieldError:
+    """The library's error in the request's terms: the field at fault and a hint that names
+    the page's controls, not the CLI's flags."""
+    if isinstance(exc, PromptError):
+        hint = exc.hint
+        if not hint or "clipsearch generate" in hint or _CLI_WORDS.search(hint):
+            hint = 'Write what to draw under Prompts, e.g. "a red circle on a white background".'
+        return FieldError("prompts", exc.message, hint)
+    if isinstance(exc, VQGANError):
+        return FieldError("drawer", exc.message, PIXELS_HINT)
+    hint = None if exc.hint and _CLI_WORDS.search(exc.hint) else exc.hint
+    return FieldError(None, exc.message, hint)
+
+
+def _vqgan_factor(library: Any) -> int:
+    """The downsampling factor of the VQGAN a page generation uses; FieldError if there is
+    none (the request names no paths: only the VQGAN clipsearch ships for tiny-shapes)."""
+    from clipsearch.generate.run import default_vqgan
+    from clipsearch.generate.vqgan import find_checkpoint, read_config
+
+    try:
+        vqgan = default_vqgan(library.model)
+    except VQGANError:
+        raise FieldError(
+            "drawer",
+            f"the VQGAN drawer has no VQGAN for this library's model ({library.model}): "
+            "clipsearch ships one only for the tiny-shapes model",
+            f"{PIXELS_HINT} (To draw with a VQGAN you downloaded, generate on the command "
+            "line: see docs/generate.md.)",
+        ) from None
+    return read_config(find_checkpoint(vqgan)[1]).factor
+
+
+def options(library: Any) -> dict[str, Any]:
+    """The drawers a page generation can use with this library, and the default."""
+    try:
+        _vqgan_factor(library)
+        vqgan_note, vqgan_ok = None, True
+    except (FieldError, ClipsearchError) as exc:  # none for the model; or missing, damaged
+        vqgan_note, vqgan_ok = exc.message, False
+    return {
+        "drawers": [
+            {"name": "vqgan", "label": "VQGAN", "available": vqgan_ok, "note": vqgan_note},
+            {"name": "pixel", "label": "Pixels", "available": True, "note": None},
+        ],
+        "default_drawer": "vqgan" if vqgan_ok else "pixel",
+    }
 
 
 def _request(library: Any, body: GenerateBody) -> Any:
@@ -172,24 +251,23 @@ def _request(library: Any, body: GenerateBody) -> Any:
         preview=body.preview_every,
     )
     try:
-        check_request(req)
-        if body.drawer == "vqgan":  # the size must suit the VQGAN: say so now, not later
+        check_request(req)  # the prompts first
+        if body.drawer == "vqgan":  # the VQGAN and the size: say so now, not after a start
             _check_size(library, size)
     except ClipsearchError as exc:
-        raise ApiError(400, "bad_request", exc.message, exc.hint) from None
+        raise _field_error(exc) from None
     return req
 
 
 def _check_size(library: Any, size: tuple[int, int] | None) -> None:
-    from clipsearch.errors import GenerateError
-    from clipsearch.generate.run import default_vqgan
-    from clipsearch.generate.vqgan import find_checkpoint, read_config
-
-    factor = read_config(find_checkpoint(default_vqgan(library.model))[1]).factor
+    factor = _vqgan_factor(library)
     if size is not None and (size[0] % factor or size[1] % factor):
-        raise GenerateError(
-            f"the VQGAN cannot make {size[0]}x{size[1]} pictures: width and height must be "
-            f"multiples of {factor}"
+        w, h = (max(factor, round(n / factor) * factor) for n in size)
+        raise FieldError(
+            "size",
+            f"the VQGAN drawer cannot make {size[0]}x{size[1]} pictures: width and height "
+            f"must be multiples of {factor}",
+            f"Try {w}x{h} under Size, or choose “Pixels” under Drawer (any size).",
         )
 
 
@@ -201,12 +279,24 @@ def _jobs(request: Request) -> Jobs:
 
 
 @router.post("", response_model=Job, status_code=202, responses=_ERRORS)
-def start(body: GenerateBody, ctx: Ctx, request: Request) -> dict:
-    """Start generating; answers at once with the job (poll it with GET)."""
+def start(body: GenerateBody, ctx: Ctx, request: Request) -> Any:
+    """Start generating; answers at once with the job (poll it with GET).
+
+    A request that cannot run is a 400 whose error names the `field` at fault (`prompts`,
+    `size`, `drawer`)."""
     jobs = _jobs(request)
-    job = jobs.start(ctx.library, body)
+    try:
+        job = jobs.start(ctx.library, body)
+    except FieldError as exc:
+        return exc.response()
     with jobs.lock:
         return job.to_dict()
+
+
+@router.get("/options", response_model=GenerateOptions)
+def get_options(ctx: Ctx) -> dict:
+    """The drawers this library can use (the VQGAN one needs a VQGAN for its model)."""
+    return options(ctx.library)
 
 
 @router.get("", response_model=list[Job])

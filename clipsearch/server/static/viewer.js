@@ -1,18 +1,21 @@
 // The image viewer: a dialog with the picture, its metadata and actions, stepping through a
-// list of results. Shared by every page that shows images (search now; duplicates later).
+// list of results (← →, the ‹ › buttons, or a swipe on a touch screen). Shared by every page
+// that shows images (search now; duplicates later).
 //
 //   openViewer({items, index, onMoreLike(id), onFolder(path), onClose(index)})
 
-import { api, copy, formatBytes, formatDate, formatScore, h } from "./lib.js";
+import { api, copy, displayText, formatBytes, formatDate, formatScore, h } from "./lib.js";
 
 let dialog = null;
 let els = null;
 let state = null;
 let loadToken = 0;
 
+const SWIPE_MIN_PX = 50; // a shorter drag is a tap or a wobble, not a swipe
+
 function build() {
   els = {
-    img: h("img", { id: "viewer-img", alt: "" }),
+    img: h("img", { id: "viewer-img", alt: "", draggable: "false" }),
     title: h("h2", { id: "viewer-title" }),
     score: h("p", { class: "viewer-score" }),
     meta: h("dl", { class: "meta" }),
@@ -30,7 +33,7 @@ function build() {
     h(
       "div",
       { class: "viewer-body" },
-      h("figure", { class: "viewer-figure" }, els.img, els.prev, els.next),
+      (els.figure = h("figure", { class: "viewer-figure" }, els.img, els.prev, els.next)),
       h(
         "aside",
         { class: "viewer-side" },
@@ -48,6 +51,7 @@ function build() {
   els.more.addEventListener("click", () => moreLike());
   els.copyPath.addEventListener("click", () => state && state.detail && copy(state.detail.path, "Path copied"));
   dialog.addEventListener("keydown", onKey);
+  swipes(els.figure);
   dialog.addEventListener("close", () => {
     if (state && state.onClose) state.onClose(state.index);
   });
@@ -64,6 +68,50 @@ function onKey(event) {
   else if (event.key === "o") els.open.click();
   else return;
   event.preventDefault();
+}
+
+/**
+ * Swipe left for the next picture, right for the previous one. The picture follows the finger
+ * (reluctantly where there is nothing further) and settles back. A mostly vertical drag, a
+ * short one or a pinch is left to the browser.
+ */
+function swipes(figure) {
+  let drag = null;
+  const follow = (dx) => {
+    els.img.classList.toggle("dragging", dx !== 0);
+    els.img.style.transform = dx ? `translateX(${dx}px)` : "";
+  };
+  const end = () => {
+    drag = null;
+    follow(0);
+  };
+  figure.addEventListener("touchstart", (e) => {
+    if (e.touches.length !== 1) return end();
+    const t = e.touches[0];
+    drag = { x: t.clientX, y: t.clientY, dx: 0, dy: 0, horizontal: null };
+  }, { passive: true });
+  figure.addEventListener("touchmove", (e) => {
+    if (!drag) return;
+    if (e.touches.length !== 1) return end();
+    const t = e.touches[0];
+    drag.dx = t.clientX - drag.x;
+    drag.dy = t.clientY - drag.y;
+    if (drag.horizontal === null && Math.hypot(drag.dx, drag.dy) > 10) {
+      drag.horizontal = Math.abs(drag.dx) > Math.abs(drag.dy);
+    }
+    if (!drag.horizontal) return;
+    const more = drag.dx < 0 ? state.index < state.items.length - 1 : state.index > 0;
+    follow(more ? drag.dx : drag.dx / 4);
+  }, { passive: true });
+  figure.addEventListener("touchend", () => {
+    if (!drag) return;
+    const { dx, dy, horizontal } = drag;
+    end();
+    if (horizontal && Math.abs(dx) >= SWIPE_MIN_PX && Math.abs(dx) > 1.5 * Math.abs(dy)) {
+      step(dx < 0 ? 1 : -1);
+    }
+  });
+  figure.addEventListener("touchcancel", end);
 }
 
 function step(delta) {
@@ -89,7 +137,7 @@ function row(label, value, extra) {
 async function show() {
   const item = state.items[state.index];
   const token = ++loadToken;
-  els.title.textContent = item.name || `#${item.id}`;
+  els.title.textContent = displayText(item.name || `#${item.id}`);
   els.score.textContent = item.score !== undefined ? `score ${formatScore(item.score)}` : "";
   els.counter.textContent = state.items.length > 1 ? `${state.index + 1} / ${state.items.length}` : "";
   els.prev.disabled = state.index === 0;

@@ -1,8 +1,10 @@
 // The generation page: prompts in, a background job out (POST /api/generate), polled for its
 // step, loss and latest frame (GET /api/generate/ID), cancellable (DELETE). When it is done
 // the new picture is shown with a link that finds it by search among generated images.
+// The drawers come from GET /api/generate/options (the VQGAN one needs a VQGAN for the
+// library's model); an error that names a request field marks the control it belongs to.
 
-import { api, h, toast } from "../lib.js";
+import { ApiError, api, h, toast } from "../lib.js";
 
 export const title = "Generate";
 
@@ -12,16 +14,20 @@ let timer = null;
 let jobId = null;
 
 function field(label, input, hint) {
-  return h("label", { class: "field" }, h("span", {}, label), input, hint ? h("small", { class: "muted" }, hint) : null);
+  return h("label", { class: "field" }, h("span", {}, label), input, hint || null);
 }
+
+const MAX_SIDE = 1024;
 
 function build(root) {
   ui = {
     prompts: h("textarea", { id: "gen-prompts", rows: 3, required: true, placeholder: "a red circle on a white background\npeople:-0.5" }),
     steps: h("input", { id: "gen-steps", type: "number", min: 1, max: 2000, value: 60 }),
-    seed: h("input", { id: "gen-seed", type: "number", min: 0, placeholder: "random" }),
-    size: h("input", { id: "gen-size", placeholder: "default", pattern: "\\d+(x\\d+)?", title: "WIDTHxHEIGHT, e.g. 256x256" }),
-    drawer: h("select", { id: "gen-drawer" }, h("option", { value: "vqgan" }, "VQGAN"), h("option", { value: "pixel" }, "Pixels")),
+    seed: h("input", { id: "gen-seed", type: "number", min: 0, max: 2147483647, placeholder: "random" }),
+    size: h("input", { id: "gen-size", placeholder: "default", pattern: "\\s*\\d+\\s*([xX]\\s*\\d+)?\\s*", title: "WIDTHxHEIGHT, e.g. 256x256" }),
+    drawer: h("select", { id: "gen-drawer", title: "VQGAN: a picture made of a VQGAN's codes. Pixels: the pixels themselves (needs no VQGAN)." },
+      h("option", { value: "vqgan" }, "VQGAN"), h("option", { value: "pixel" }, "Pixels")),
+    drawerNote: h("small", { id: "gen-drawer-note", class: "muted", hidden: true }),
     start: h("button", { type: "submit", class: "primary", id: "gen-start" }, "Generate"),
     cancel: h("button", { type: "button", id: "gen-cancel", hidden: true, onclick: cancel }, "Cancel"),
     bar: h("progress", { id: "gen-progress", max: 1, value: 0, hidden: true }),
@@ -32,7 +38,7 @@ function build(root) {
   const form = h("form", { class: "gen-form", onsubmit: start },
     field("Prompts, one per line (text or text:weight; negative weights steer away)", ui.prompts),
     h("div", { class: "row wrap" },
-      field("Steps", ui.steps), field("Seed", ui.seed), field("Size", ui.size), field("Drawer", ui.drawer)),
+      field("Steps", ui.steps), field("Seed", ui.seed), field("Size", ui.size), field("Drawer", ui.drawer, ui.drawerNote)),
     h("div", { class: "row" }, ui.start, ui.cancel),
   );
   ui.prompts.addEventListener("keydown", (e) => {
@@ -44,25 +50,99 @@ function build(root) {
 
 function body() {
   const prompts = ui.prompts.value.split("\n").map((p) => p.trim()).filter(Boolean);
+  if (!prompts.length) {
+    throw new ApiError(0, "bad_request", "no prompt given", 'Write what to draw under Prompts, e.g. "a red circle on a white background".', "prompts");
+  }
   const out = { prompts, steps: parseInt(ui.steps.value, 10) || 60, drawer: ui.drawer.value, preview_every: 2 };
   if (ui.seed.value !== "") out.seed = parseInt(ui.seed.value, 10);
   const m = /^\s*(\d+)\s*(?:[xX]\s*(\d+))?\s*$/.exec(ui.size.value);
   if (m) {
     out.width = parseInt(m[1], 10);
     out.height = parseInt(m[2] || m[1], 10);
+    if (Math.min(out.width, out.height) < 8 || Math.max(out.width, out.height) > MAX_SIDE) {
+      throw new ApiError(0, "bad_request", `a ${out.width}x${out.height} picture is out of range`, `Width and height go from 8 to ${MAX_SIDE}: try 256x256 under Size.`, "size");
+    }
   }
   return out;
+}
+
+// The request fields the server may name, and the control each is set with.
+function control(name) {
+  return { prompts: ui.prompts, size: ui.size, width: ui.size, height: ui.size, drawer: ui.drawer, steps: ui.steps, seed: ui.seed }[name] || null;
+}
+
+function clearMarks() {
+  for (const el of [ui.prompts, ui.size, ui.drawer, ui.steps, ui.seed]) {
+    el.removeAttribute("aria-invalid");
+    el.removeAttribute("aria-describedby");
+  }
+}
+
+const sentence = (text) => (text ? text[0].toUpperCase() + text.slice(1) : "");
+
+/** An error in the page's words: its message and hint, and the control it is about marked. */
+function showError(err) {
+  clearMarks();
+  ui.status.className = "error";
+  ui.status.textContent = (err.message || "") + (err.hint ? ` — ${err.hint}` : "");
+  // A 422 names the field first ("width: ...") when the server gives no `field`.
+  const name = err.field || (/^(\w+)(?:\.\d+)?: /.exec(err.message || "") || [])[1];
+  const el = name && control(name);
+  if (el) {
+    el.setAttribute("aria-invalid", "true");
+    el.setAttribute("aria-describedby", "gen-status");
+    el.focus();
+  }
 }
 
 async function start(event) {
   event.preventDefault();
   ui.result.replaceChildren();
+  clearMarks();
   try {
     const job = await api("/api/generate", { json: body() });
     follow(job);
   } catch (e) {
-    ui.status.textContent = e.hint ? `${e.message} ${e.hint}` : e.message;
-    ui.status.className = "error";
+    if (e.code === "busy") {
+      const running = await runningJob();
+      if (running) {
+        follow(running);
+        toast("Another generation is running: here it is (Cancel stops it).");
+        return;
+      }
+    }
+    showError(e);
+  }
+}
+
+async function runningJob() {
+  try {
+    const jobs = await api("/api/generate");
+    return jobs.find((j) => j.state === "running") || null;
+  } catch {
+    return null;
+  }
+}
+
+/** Offer the drawers this library can use; the VQGAN one says why when it cannot. */
+async function loadDrawers() {
+  let opts;
+  try {
+    opts = await api("/api/generate/options");
+  } catch {
+    return; // an older server: both drawers, as built
+  }
+  if (!ui) return;
+  const vqgan = opts.drawers.find((d) => d.name === "vqgan");
+  for (const d of opts.drawers) {
+    const option = ui.drawer.querySelector(`option[value="${d.name}"]`);
+    if (option) option.textContent = d.available ? d.label : `${d.label} (not available)`;
+  }
+  ui.drawer.value = opts.default_drawer;
+  if (vqgan && !vqgan.available) {
+    ui.drawerNote.textContent = "No VQGAN for this library's model: “Pixels” needs none.";
+    ui.drawerNote.title = sentence(vqgan.note); // the whole reason
+    ui.drawerNote.hidden = false;
   }
 }
 
@@ -102,12 +182,14 @@ function show(job) {
   ui.bar.value = job.step;
   ui.status.className = job.state === "failed" ? "error" : "muted";
   const loss = job.loss === null ? "" : ` · loss ${job.loss.toFixed(3)}`;
-  ui.status.textContent = {
-    running: job.cancel_requested ? "Cancelling…" : `Step ${job.step} of ${job.steps}${loss}`,
-    done: `Done: ${job.steps} steps${loss}. The picture is in the library.`,
-    cancelled: "Cancelled; nothing was saved.",
-    failed: job.error ? `${job.error.message}${job.error.hint ? ` — ${job.error.hint}` : ""}` : "Failed.",
-  }[job.state];
+  if (job.state === "failed") showError(job.error || { message: "failed" });
+  else {
+    ui.status.textContent = {
+      running: job.cancel_requested ? "Cancelling…" : `Step ${job.step} of ${job.steps}${loss}`,
+      done: `Done: ${job.steps} steps${loss}. The picture is in the library.`,
+      cancelled: "Cancelled; nothing was saved.",
+    }[job.state];
+  }
   if (job.preview_url && running && ui.preview.getAttribute("src") !== job.preview_url) {
     ui.preview.src = job.preview_url;
     ui.preview.hidden = false;
@@ -129,6 +211,14 @@ function showResult(r) {
 
 export async function mount(root) {
   build(root);
+  for (const el of [ui.prompts, ui.size, ui.drawer, ui.steps, ui.seed]) {
+    el.addEventListener(el.tagName === "SELECT" ? "change" : "input", () => {
+      el.removeAttribute("aria-invalid");
+      el.removeAttribute("aria-describedby");
+    });
+  }
+  await loadDrawers();
+  if (!ui) return; // navigated away meanwhile
   try {
     const jobs = await api("/api/generate");
     if (jobs.length && jobs[0].state === "running") follow(jobs[0]);
