@@ -30,6 +30,15 @@ class LibraryError(ClipsearchError):
     """The library directory cannot be opened or is damaged."""
 
 
+class DiskFull(LibraryError):
+    """The disk holding the library is full (or failing): nothing committed is lost, and the
+    work can be retried once there is room."""
+
+
+class LibraryDamaged(LibraryError):
+    """The library database is damaged (a crash on a bad disk, a copy cut short)."""
+
+
 class LibraryLocked(LibraryError):
     """Another process is writing to the library."""
 

@@ -26,6 +26,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,7 +34,15 @@ from typing import TYPE_CHECKING, Any
 
 from clipsearch.config import DEFAULT_MODEL, Settings
 from clipsearch.dupes.find import DEFAULT_MAX_DISTANCE, DEFAULT_THRESHOLD
-from clipsearch.errors import ClipsearchError, LibraryError, LibraryLocked, ModelMismatch
+from clipsearch.errors import (
+    ClipsearchError,
+    LibraryDamaged,
+    LibraryError,
+    LibraryLocked,
+    ModelMismatch,
+)
+from clipsearch.ingest.roots import OfflineRoot
+from clipsearch.ingest.roots import probe as probe_root
 from clipsearch.ingest.run import IngestRun, IngestSummary, ProgressFn
 from clipsearch.media import fs
 from clipsearch.model.encoder import Encoder
@@ -43,7 +52,9 @@ from clipsearch.query.parse import Query
 from clipsearch.query.search import Searcher, SearchResult
 from clipsearch.store import Store, open_database
 from clipsearch.store.db import migrate, schema_state
+from clipsearch.store.faiss_index import index_files
 from clipsearch.store.lock import WriterLock
+from clipsearch.store.store import Changes
 from clipsearch.store.vector_cache import VectorCache
 from clipsearch.tags.classify import DEFAULT_MIN_SCORE, Labeller
 
@@ -99,6 +110,15 @@ class Library:
         if is_new:
             _check_new_library_dir(folder, create)
             folder.mkdir(parents=True, exist_ok=True)
+            for stale in index_files(folder):  # a cache of a database that is gone
+                stale.unlink()
+        elif _is_empty_database(db_path):
+            raise LibraryDamaged(
+                f"the library database {db_path} is empty (0 bytes): it was damaged, e.g. by "
+                "a full disk or a copy cut short",
+                hint="Your photos are not touched. Restore it from a backup, or move it aside "
+                f"(mv {db_path} {db_path}.damaged) and index your folders again.",
+            )
         store = Store(open_database(db_path))
         lib = cls(folder, settings, store)
         try:
@@ -191,16 +211,24 @@ class Library:
         *,
         progress: ProgressFn | None = None,
         source: str = "photos",
+        accept_device: bool = False,
     ) -> IngestSummary:
         """Index images under `paths` incrementally; returns what changed.
 
         New files are embedded, changed ones re-embedded, moved/renamed ones keep their
         vector, files gone from these paths leave the library. Unreadable files are recorded
         with their reason and skipped. Ctrl-C keeps everything committed so far.
+
+        A folder that held pictures and is now missing, empty or on another device (an
+        unmounted drive) is left as it is, marked offline (`summary.offline`); its pictures
+        come back when it does. `accept_device=True` trusts a folder that moved to another
+        device (a restored or replaced drive).
         """
-        roots = fs.check_roots(paths)
+        roots = fs.check_roots(paths, known=lambda p: self.store.count_under([p]) > 0)
         with self._lock.holding("clipsearch index"):
-            return self._ingest(roots, progress=progress, source=source)
+            return self._ingest(
+                roots, progress=progress, source=source, accept_device=accept_device
+            )
 
     def _ingest(
         self,
@@ -211,9 +239,12 @@ class Library:
         remember: bool = True,
         save: bool = True,
         defer_failure: Callable[[str, str], bool] | None = None,
+        accept_device: bool = False,
     ) -> IngestSummary:
         if remember:
-            self.store.touch_roots(roots, indexed=False)
+            self.store.remember_roots(
+                {r: "file" if os.path.isfile(r) else "folder" for r in roots if os.path.exists(r)}
+            )
         run = IngestRun(
             self.store,
             self.vectors,
@@ -224,15 +255,17 @@ class Library:
             progress=progress,
             source=source,
             defer_failure=defer_failure,
+            accept_device=accept_device,
         )
-        try:
-            summary = run.run(roots)
-        finally:
-            if save:
-                self.vectors.save()
+        summary = run.run(roots)  # a full disk raises here: what was committed stays
+        states = run.root_states
+        self.store.set_roots_offline({p: o.reason for p, o in states.offline.items()})
+        self.store.set_roots_online(states.online)
+        if save:
+            self.vectors.save()
         self._tag_new(run.vector_ids)
         if remember and not summary.interrupted:
-            self.store.touch_roots(roots, indexed=True)
+            self.store.mark_indexed(r for r in roots if r not in states.offline)
         return summary
 
     # --- keeping up with a watched folder (the watch daemon) ------------------------------
@@ -316,7 +349,11 @@ class Library:
                 }
             )
             self._encoder = new_encoder
-            roots = [r for r, _ in self.store.roots() if os.path.exists(r)]
+            roots = [
+                r.path
+                for r in self.store.roots()
+                if os.path.exists(r.path) or self.store.count_under([r.path])
+            ]
             summary = self._ingest(roots, progress=progress, source="photos")
             return self._reembed_generated(summary, progress)
 
@@ -361,6 +398,7 @@ class Library:
         after: str | None = None,
         before: str | None = None,
         tag: str | None = None,
+        include_offline: bool = False,
     ) -> list[SearchResult]:
         """Search by text, image(s), "more like" ids, with negatives and filters.
 
@@ -386,6 +424,7 @@ class Library:
             after=after,
             before=before,
             tag=tag,
+            include_offline=include_offline,
         )
         return self.run_query(query)
 
@@ -397,11 +436,46 @@ class Library:
         searcher = Searcher(self.store, self.vectors.reading, self._loaded_encoder, dim)
         return searcher.search(query)
 
+    def why_no_results(self, query: Query) -> str:
+        """Why `query` found nothing, in words a user can act on."""
+        from clipsearch.store import features
+
+        if self.store.vector_count() == 0:
+            return "No images in this library yet: run `clipsearch index PATH` first."
+        reasons = []
+        if query.tag is not None and len(features.ids_with_tag(self.store, query.tag)) == 0:
+            used = [label for label, _ in features.tag_counts(self.store)[:8]]
+            reasons.append(
+                f"no image is tagged {query.tag!r} ("
+                + (f"tags in use: {', '.join(used)}" if used else "run `clipsearch tag` first")
+                + ")"
+            )
+        for path in query.within:
+            if not os.path.exists(path) and not self.store.count_under([path]):
+                reasons.append(f"--in {fs.display(path)}: no such file or folder")
+            elif not self.store.count_under([path]):
+                reasons.append(f"--in {fs.display(path)}: nothing is indexed there")
+        if query.source is not None and not len(self.store.filter_ids(source=query.source)):
+            reasons.append(f"the library has no {query.source}")
+        if (query.after or query.before) and not len(
+            self.store.filter_ids(after=query.after, before=query.before)
+        ):
+            reasons.append("no picture was taken in that date range")
+        if query.min_score is not None and not reasons:
+            reasons.append(f"no picture scores at least {query.min_score} (lower --min-score)")
+        offline = self.store.count_under(r.path for r in self.store.roots() if r.offline)
+        if offline and not query.include_offline:
+            reasons.append(
+                f"{offline} picture(s) of offline folders are left out (--include-offline)"
+            )
+        return "No results: " + "; ".join(reasons) + "." if reasons else "No results."
+
     def status(self) -> dict[str, Any]:
         """Counts and facts about the library (the `status --json` shape)."""
         counts = self.store.counts()
         meta = self.store.all_meta()
         holder = self._lock.holder()
+        roots = self.store.roots()
         return {
             "library": str(self.path),
             "model": self.model,
@@ -412,13 +486,60 @@ class Library:
             "failures": counts["failures"],
             "vectors": counts["vectors"],
             "index": self.vectors.describe(),
-            "roots": [{"path": p, "last_indexed_at": t} for p, t in self.store.roots()],
+            "roots": [
+                {
+                    "path": r.path,
+                    "kind": r.kind,
+                    "last_indexed_at": r.last_indexed_at,
+                    "offline": r.offline,
+                    "offline_since": r.offline_since,
+                    "offline_reason": r.offline_reason,
+                }
+                for r in roots
+            ],
+            "offline_images": self.store.count_under(r.path for r in roots if r.offline),
             "size_bytes": _folder_size(self.path),
             "created_at": float(meta["created_at"]) if meta.get("created_at") else None,
             "writer": holder or None,
             "daemon": _daemon_status(self.path, holder),
             "vocabulary": _vocabulary_status(meta),
         }
+
+    def offline_roots(self) -> list[OfflineRoot]:
+        """Roots that are offline (an unmounted drive): their pictures are kept, unsearched."""
+        return [
+            OfflineRoot(r.path, r.offline_reason or "offline", self.store.count_under([r.path]))
+            for r in self.store.roots()
+            if r.offline
+        ]
+
+    def remove_offline(self, path: str | Path) -> int:
+        """Forget an offline root and its pictures (vectors, tags); returns how many.
+
+        The explicit way to drop pictures whose drive is gone for good: `index` and `watch`
+        never remove an offline root's pictures. A root that is back online is refused.
+        """
+        root = fs.normalize_root(path)
+        with self._lock.holding("clipsearch offline --remove"):
+            known = {r.path: r for r in self.store.roots()}
+            if root not in known:
+                raise LibraryError(
+                    f"{fs.display(root)} is not a folder this library indexed",
+                    hint="`clipsearch offline` lists the offline folders.",
+                )
+            images = self.store.count_under([root])
+            _, reason = probe_root(known[root], images)
+            if reason is None and images:
+                raise LibraryError(
+                    f"{fs.display(root)} is online (its pictures are there)",
+                    hint=f"To bring the library in step with it, run: clipsearch --library "
+                    f"{self.path} index {fs.display(root)}",
+                )
+            ids = [r.id for r in self.store.rows_under([root]).values()]
+            gone = list(self.store.failures_under([root]))
+            self.vectors.apply(Changes(removes=ids, cleared_failures=gone))
+            self.store.forget_root(root)
+            return len(ids)
 
     def failures(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Files that could not be indexed, with reasons."""
@@ -438,9 +559,12 @@ class Library:
     ) -> DupesReport:
         """Duplicate groups; see clipsearch.dupes.find.
 
-        Images indexed before perceptual hashes existed are hashed first (and the hashes
-        stored when no other process is writing). `similar=False` leaves out CLIP-similar
-        pairs (exact and near copies only).
+        Groups of exact and near copies (`kind` "copies") come first, then groups of
+        similar pictures (`kind` "similar", every member similar to its keeper). Images
+        indexed before perceptual hashes existed are hashed first (and the hashes stored
+        when no other process is writing). `similar=False` leaves out CLIP-similar pairs;
+        they are also left out, with `report.warnings` saying why, when the model cannot
+        tell this library's pictures apart at `threshold` (`report.calibration`).
         """
         from clipsearch.dupes import find, quarantine
 
@@ -544,6 +668,24 @@ class Library:
         return f"Library({str(self.path)!r}, model={self.model!r})"
 
 
+# What a library folder holds besides its database (a database moved aside leaves these).
+_LIBRARY_FILE = re.compile(
+    r"^(lock|daemon\.json|server\.json|labels|thumbs|generated|vectors-\d+\.faiss"
+    rf"|{re.escape(DB_NAME)}.*)$"
+)
+
+
+def _is_empty_database(db_path: Path) -> bool:
+    """A 0-byte database with nothing in its write-ahead log: damaged, not new."""
+    try:
+        if db_path.stat().st_size > 0:
+            return False
+        wal = db_path.with_name(db_path.name + "-wal")
+        return not wal.exists() or wal.stat().st_size == 0
+    except OSError:
+        return False
+
+
 def _check_new_library_dir(folder: Path, create: bool) -> None:
     if folder.exists() and not folder.is_dir():
         raise LibraryError(f"{folder} is a file, not a library folder")
@@ -552,7 +694,9 @@ def _check_new_library_dir(folder: Path, create: bool) -> None:
             f"no library at {folder} yet",
             hint=f"Index some photos first: clipsearch --library {folder} index ~/Pictures",
         )
-    if folder.is_dir() and any(not p.name.startswith(".") for p in folder.iterdir()):
+    if folder.is_dir() and any(
+        not p.name.startswith(".") and not _LIBRARY_FILE.match(p.name) for p in folder.iterdir()
+    ):
         raise LibraryError(
             f"{folder} is not a clipsearch library (no {DB_NAME}) and is not empty",
             hint="Choose a new or empty folder for the library (it is not the photo folder).",

@@ -66,6 +66,37 @@ def photo_like(seed: int, size: tuple[int, int] = (320, 240)) -> Image.Image:
     return Image.fromarray(out.astype(np.uint8))
 
 
+def big_jpeg(path: Path, size: tuple[int, int], seed: int = 0) -> Path:
+    """A real JPEG as large as a phone's 108/200 MP photos (coarse colour blocks, ~1-2 s)."""
+    blocks = np.random.default_rng(seed).integers(0, 256, size=(3, 4, 3), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(blocks).resize(size, Image.Resampling.NEAREST).save(path, quality=30)
+    return path
+
+
+def png_bomb(path: Path, width: int, height: int) -> Path:
+    """A valid one-colour greyscale PNG: a few hundred KB on disk, width x height decoded."""
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return len(data).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
+
+    packer, rows, idat = zlib.compressobj(9), 200, []
+    for done in range(0, height, rows):  # streamed: never the whole raster in memory
+        idat.append(packer.compress(b"\0" * (width + 1) * min(rows, height - done)))
+    idat.append(packer.flush())
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", b"".join(idat))
+        + chunk(b"IEND", b"")
+    )
+    return path
+
+
 def unprivileged() -> list[str]:
     """Command prefix under which file permissions apply (root ignores them otherwise)."""
     if os.geteuid() != 0:

@@ -3,7 +3,8 @@
 The `clipsearch.cli` package is the only place that parses flags, prints and picks exit codes;
 each command lives in a module of its own and registers itself on `cli`.
 
-Exit codes: 0 ok, 1 error, 2 bad usage or query, 3 library busy (another writer),
+Exit codes: 0 ok, 1 error, 2 bad usage or query, 3 library busy (another writer, or for
+`serve` another server on the library),
 130 interrupted (Ctrl-C / SIGTERM; everything committed is kept).
 """
 
@@ -115,12 +116,34 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a record comes (not when it was made)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def _setup_logging(quiet: bool, verbose: int) -> None:
     level = (
         logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     )
     logging.basicConfig(level=level, format="clipsearch: %(levelname)s: %(message)s")
     logging.getLogger().setLevel(level)
+    # Notices ("loading the model ...") say what a pause at a terminal is about; output
+    # that is not a terminal stays clean, and so does --quiet.
+    notice = logging.getLogger("clipsearch.notice")
+    notice.propagate = False
+    shown = not quiet and (verbose > 0 or sys.stderr.isatty())
+    notice.setLevel(logging.INFO if shown else logging.ERROR)
+    if not notice.handlers:
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("clipsearch: %(message)s"))
+        notice.addHandler(handler)
 
 
 # --- output shared by commands ----------------------------------------------------------
@@ -133,9 +156,18 @@ def print_index_summary(summary: Any) -> None:
         f"Indexed in {s.seconds:.1f}s{rate}: {s.added} added, {s.updated} updated, "
         f"{s.moved} moved, {s.removed} removed, {s.unchanged} unchanged, {s.failed} failed"
     )
+    from clipsearch.media.fs import display
+
+    for off in s.offline:
+        click.echo(
+            f"offline: {display(off.path)} ({off.reason}): its {off.images} picture(s) stay "
+            "in the library, left out of searches until it is back "
+            f"(`clipsearch offline --remove {display(off.path)}` forgets them)",
+            err=True,
+        )
     shown = s.failures[:20]
     for f in shown:
-        click.echo(f"skipping {f.path}: {f.reason}", err=True)
+        click.echo(f"skipping {display(f.path)}: {f.reason}", err=True)
     if len(s.failures) > len(shown):
         click.echo(
             f"... and {len(s.failures) - len(shown)} more (clipsearch status --failures)",

@@ -21,7 +21,8 @@ from clipsearch.cli.app import (
     "--dir",
     "folder",
     metavar="DIR",
-    help="Folder for the demo photos and library (default: per-user).",
+    help="Folder for the demo photos and library (default: per-user, or LIBRARY-demo/ "
+    "beside --library).",
 )
 @click.option(
     "--images", "n_images", default=160, show_default=True, help="How many pictures to render."
@@ -43,7 +44,13 @@ def demo(state: State, folder: str | None, n_images: int, top: int, as_json: boo
     options = dict(state.overrides)
     library = options.pop("library", None)
     model = options.pop("model", None)
-    base = Path(folder).expanduser() if folder else default_demo_dir()
+    if folder:
+        base = Path(folder).expanduser()
+    elif library:  # keep everything the demo makes beside the library it was given
+        lib_path = Path(library).expanduser().absolute()
+        base = lib_path.parent / f"{lib_path.name}-demo"
+    else:
+        base = default_demo_dir()
     say = (lambda m: None) if (state.quiet or as_json) else (lambda m: click.echo(f"- {m}"))
     with progress_bar(state) as progress:
         report = run_demo(

@@ -21,16 +21,26 @@ from clipsearch.cli.app import (
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@click.option(
+    "--accept-device",
+    is_flag=True,
+    help="Index a folder that is now on another drive than before (a restored or replaced "
+    "disk) instead of keeping it offline.",
+)
 @click.pass_obj
-def index(state: State, paths: tuple[str, ...], as_json: bool) -> None:
+def index(state: State, paths: tuple[str, ...], as_json: bool, accept_device: bool) -> None:
     """Embed every image under PATH..., incrementally.
 
     Unchanged files are skipped, changed ones re-embedded, moved or renamed ones keep their
     vector, and files gone from PATH leave the library. Unreadable files are reported and
     skipped. Ctrl-C keeps all work committed so far; run again to resume.
+
+    A folder that had pictures and is now missing, empty or on another drive (an unmounted
+    disk) is left alone and marked offline: its pictures stay in the library and come back
+    with the drive (see `clipsearch offline`).
     """
     with state.open_library(create=True) as lib, progress_bar(state) as progress:
-        summary = lib.index(list(paths), progress=progress)
+        summary = lib.index(list(paths), progress=progress, accept_device=accept_device)
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))
     elif not state.quiet:
@@ -43,6 +53,47 @@ def index(state: State, paths: tuple[str, ...], as_json: bool) -> None:
                 err=True,
             )
         sys.exit(EXIT_INTERRUPTED)
+
+
+# --- offline ---------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--remove",
+    "remove",
+    metavar="PATH",
+    help="Forget the pictures of this offline folder (its drive is gone for good).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def offline(state: State, remove: str | None, as_json: bool) -> None:
+    """List folders that are offline (an unmounted drive), or forget one's pictures.
+
+    An offline folder's pictures stay in the library (vectors, tags) and are left out of
+    searches (`search --include-offline` shows them); they come back as they were when the
+    drive is mounted again and `index` or `watch` sees it. Only --remove drops them.
+    """
+    from clipsearch.media.fs import display
+
+    with state.open_library(create=False, check_model=False) as lib:
+        if remove is not None:
+            n = lib.remove_offline(remove)
+            if as_json:
+                click.echo(json.dumps({"removed": n, "path": remove}))
+            elif not state.quiet:
+                click.echo(f"Removed {n} picture(s) of {remove} from the library.")
+            return
+        roots = lib.offline_roots()
+    if as_json:
+        click.echo(json.dumps([r.__dict__ for r in roots], indent=2))
+        return
+    if not roots:
+        if not state.quiet:
+            click.echo("No folder is offline.", err=True)
+        return
+    for r in roots:
+        click.echo(f"{display(r.path)}: {r.images} picture(s) kept; {r.reason}")
 
 
 # --- reindex -------------------------------------------------------------------------------

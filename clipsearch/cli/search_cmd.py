@@ -65,6 +65,11 @@ from clipsearch.cli.app import (
 @click.option("--tag", metavar="LABEL", help="Only images tagged LABEL (see `clipsearch tag`).")
 @click.option("--after", metavar="DATE", help="Taken on/after DATE (2024, 2024-06, 2024-06-30).")
 @click.option("--before", metavar="DATE", help="Taken before DATE.")
+@click.option(
+    "--include-offline",
+    is_flag=True,
+    help="Also pictures of offline folders (an unmounted drive), marked as such.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 @click.option("--paths", "as_paths", is_flag=True, help="Print one path per line.")
 @click.option(
@@ -87,6 +92,7 @@ def search(
     tag: str | None,
     after: str | None,
     before: str | None,
+    include_offline: bool,
     as_json: bool,
     as_paths: bool,
     no_server: bool,
@@ -119,14 +125,14 @@ def search(
         after=after,
         before=before,
         tag=tag,
+        include_offline=include_offline,
     )
     answer = None if no_server else _search_with_server(state, query)
     if answer is not None:
-        results, empty_library = answer.results, answer.library_empty
+        results = answer.results
     else:
         with state.open_library(create=False) as lib:
             results = lib.run_query(query)
-            empty_library = not results and lib.store.vector_count() == 0
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in results], indent=2))
     elif as_paths:
@@ -135,12 +141,8 @@ def search(
     elif results:
         _print_results(results)
     elif not state.quiet:
-        click.echo(
-            "No images in this library yet: run `clipsearch index PATH` first."
-            if empty_library
-            else "No results.",
-            err=True,
-        )
+        with state.open_library(create=False, check_model=False) as lib:
+            click.echo(lib.why_no_results(query), err=True)
 
 
 def _search_with_server(state: State, query: Any) -> Any:
@@ -159,6 +161,8 @@ def _search_with_server(state: State, query: Any) -> Any:
 def _print_results(results: list[Any]) -> None:
     from rich.table import Table
 
+    from clipsearch.media.fs import display
+
     table = Table(box=None, pad_edge=False, header_style="bold")
     table.add_column("#", justify="right")
     table.add_column("score", justify="right")
@@ -167,5 +171,6 @@ def _print_results(results: list[Any]) -> None:
     table.add_column("path", overflow="fold")
     for rank, r in enumerate(results, 1):
         dims = f"{r.width}x{r.height}" if r.width else ""
-        table.add_row(str(rank), f"{r.score:.3f}", str(r.id), dims, r.path)
+        shown = display(r.path) + (" (offline)" if r.offline else "")
+        table.add_row(str(rank), f"{r.score:.3f}", str(r.id), dims, shown)
     console().print(table)

@@ -33,8 +33,10 @@ def status(state: State, as_json: bool, show_failures: bool) -> None:
         click.echo(json.dumps(info, indent=2))
         return
     _print_status(info)
+    from clipsearch.media.fs import display
+
     for f in failures:
-        click.echo(f"{f['path']}: {f['reason']}")
+        click.echo(f"{display(f['path'])}: {f['reason']}")
 
 
 def _print_status(info: dict[str, Any]) -> None:
@@ -60,7 +62,16 @@ def _print_status(info: dict[str, Any]) -> None:
     for root in info["roots"]:
         when = root["last_indexed_at"]
         stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(when)) if when else "never"
-        rows.append(("folder", f"{root['path']} (indexed {stamp})"))
+        state = f"OFFLINE: {root['offline_reason']}; " if root["offline"] else ""
+        rows.append((root["kind"], f"{root['path']} ({state}indexed {stamp})"))
+    if info["offline_images"]:
+        rows.append(
+            (
+                "offline",
+                f"{info['offline_images']} picture(s) kept for offline folders, left out of "
+                "searches (clipsearch offline)",
+            )
+        )
     vocab = info.get("vocabulary")
     if vocab:
         rows.append(
@@ -70,8 +81,10 @@ def _print_status(info: dict[str, Any]) -> None:
         rows.append(("writer", f"pid {info['writer'].get('pid')}: {info['writer'].get('command')}"))
     if info.get("daemon"):
         rows.extend(_daemon_rows(info["daemon"]))
+    from clipsearch.media.fs import display
+
     for k, v in rows:
-        table.add_row(k, v)
+        table.add_row(k, display(v))
     console().print(table)
 
 

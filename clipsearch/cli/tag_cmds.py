@@ -53,13 +53,15 @@ def classify(
         return
     from rich.table import Table
 
+    from clipsearch.media.fs import display
+
     table = Table(box=None, pad_edge=False, header_style="bold")
     table.add_column("label")
     table.add_column("prob", justify="right")
     table.add_column("id", justify="right")
     table.add_column("path", overflow="fold")
     for r in results:
-        table.add_row(r.label, f"{r.probability:.3f}", str(r.id), r.path)
+        table.add_row(r.label, f"{r.probability:.3f}", str(r.id), display(r.path))
     console().print(table)
 
 

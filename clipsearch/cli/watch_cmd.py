@@ -163,7 +163,7 @@ def _daemon_logging(state: State, log_file: str | None) -> Iterator[None]:
         h.setFormatter(fmt)
     file_handler = None
     if log_file:
-        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        file_handler = logging.FileHandler(log_file, encoding="utf-8", errors="backslashreplace")
         file_handler.setFormatter(fmt)
         root.addHandler(file_handler)
     try:

@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from clipsearch.errors import ClipsearchError
+from clipsearch.errors import ClipsearchError, DiskFull
 from clipsearch.ingest.watch_queue import Batch, Observers, OverflowAlarm, PendingQueue, RootHandler
 from clipsearch.media import fs
 
@@ -104,6 +104,7 @@ class WatchDaemon:
         self._in_progress = 0
         self._backoff = 0.0
         self._counter = threading.Lock()
+        self._devices: dict[str, int | None] = {}  # root -> st_dev when its watch started
         self.started_at = time.time()
 
     # --- control ------------------------------------------------------------------------------
@@ -144,13 +145,18 @@ class WatchDaemon:
     # --- start --------------------------------------------------------------------------------
     def _start(self) -> None:
         present = [r for r in self.roots if os.path.exists(r)]
-        if not present:
+        known = [r for r in self.roots if self.lib.store.count_under([r])]
+        if not present and not known:
             raise ClipsearchError(
-                f"none of the watched folders exist: {', '.join(self.roots)}",
+                f"none of the watched folders exist: {', '.join(map(fs.display, self.roots))}",
                 hint="Mount the drive, or name the folders to watch: clipsearch watch PATH...",
             )
         for root in sorted(set(self.roots) - set(present)):
-            log.warning("not watching %s: it does not exist (unmounted?)", root)
+            log.warning(
+                "%s does not exist (an unmounted drive?): its pictures are kept, offline; "
+                "watching for it to come back",
+                fs.display(root),
+            )
         self._publish(force=True)
         self.lib.set_watched_roots(self.roots)
         self.lib.warm_up()
@@ -167,10 +173,19 @@ class WatchDaemon:
     # --- the loop -----------------------------------------------------------------------------
     def _step(self) -> None:
         now = time.monotonic()
-        if self._reconcile_reason or (now >= self._next_reconcile and not len(self.queue)):
-            self._reconcile(self._reconcile_reason or "periodic")
-        elif now >= self._next_reconcile + 60:  # the queue never emptied: do not wait forever
-            self._reconcile("periodic")
+        due = self._reconcile_reason or (now >= self._next_reconcile and not len(self.queue))
+        if due or now >= self._next_reconcile + 60:  # (the queue never emptied: do not wait)
+            try:
+                self._reconcile(self._reconcile_reason or "periodic")
+            except DiskFull as exc:
+                self.totals["errors"] += 1
+                log.error(
+                    "catch-up scan stopped: %s; %s Trying again in 5 minutes.",
+                    exc.message,
+                    exc.hint or "",
+                )
+                self.phase = "watching"
+                self._next_reconcile = time.monotonic() + 300
         batch = self.queue.take(limit=_RUN_LIMIT)
         if batch:
             self._apply_guarded(batch)
@@ -191,6 +206,12 @@ class WatchDaemon:
         try:
             self._apply(batch)
             self._backoff = 0.0
+        except DiskFull as exc:  # may pass: keep the work, say why, try again later
+            self.totals["errors"] += 1
+            self._backoff = min(300.0, max(5.0, self._backoff * 2))
+            log.error("%s; %s Retrying in %.0fs.", exc.message, exc.hint or "", self._backoff)
+            self.queue.put_back(batch)
+            self._stop.wait(self._backoff)
         except ClipsearchError:
             raise  # the model cannot load, or changed on disk: nothing to retry
         except Exception:
@@ -280,22 +301,33 @@ class WatchDaemon:
         self._reconcile_reason = None
         if self._stop.is_set():
             return
-        roots = [r for r in self.roots if os.path.exists(r)]
-        self._revive(roots)
+        for root in self.roots:
+            if not os.path.exists(root):
+                self._devices[root] = None  # gone: its coming back is noticed by the device
+        self._revive([r for r in self.roots if os.path.exists(r)])
         self.phase = "reconciling"
         self._publish(force=True)
-        log.info("catch-up scan (%s) of %s", reason, ", ".join(roots))
+        log.info("catch-up scan (%s) of %s", reason, ", ".join(map(fs.display, self.roots)))
         t0 = time.monotonic()
         deferred: dict[str, str] = {}
         self._interruptible = True
         try:
+            # Every root, present or not: a missing one with pictures is kept as offline.
             summary = self.lib.sync_paths(
-                roots, remember=True, save=True, defer_failure=self._deferrer(set(), deferred)
+                self.roots, remember=True, save=True, defer_failure=self._deferrer(set(), deferred)
             )
         finally:
             self._interruptible = False
         self.index_saved_at = time.time()
         self._after_run(summary, deferred, quiet_paths=set())
+        for off in summary.offline:
+            log.warning(
+                "%s is offline (%s): its %d picture(s) are kept, left out of searches until "
+                "it is back",
+                fs.display(off.path),
+                off.reason,
+                off.images,
+            )
         self.last_reconcile = {
             "at": time.time(),
             "reason": reason,
@@ -332,8 +364,10 @@ class WatchDaemon:
         """Watch roots that exist but are not watched (yet, or any more)."""
         alive = self.observers.alive_roots()
         for root in roots:
-            if root in alive:
+            device = _device(root)
+            if root in alive and self._devices.get(root) == device:
                 continue
+            self._devices[root] = device
             if self.observers.has(root):
                 log.warning("watching %s again", root)
             try:
@@ -352,10 +386,16 @@ class WatchDaemon:
             self._request_reconcile("an observer restarted")
             return
         alive = self.observers.alive_roots()
+        # A drive mounted on (or unmounted from) a watched folder changes its device: the
+        # old watch sees nothing of the new file system. Watch it again and catch up.
+        remounted = [r for r in self.roots if r in self._devices and _device(r) != self._devices[r]]
+        if remounted:
+            self._request_reconcile(f"{', '.join(map(fs.display, remounted))} was (un)mounted")
+            return
         back = [r for r in self.roots if r not in alive and os.path.isdir(r)]
         if back and now - self._revived_at > 60:  # at most once a minute
             self._revived_at = now
-            self._request_reconcile(f"{', '.join(back)} can be watched (again)")
+            self._request_reconcile(f"{', '.join(map(fs.display, back))} can be watched (again)")
 
     def _maybe_save(self) -> None:
         unsaved = self.lib.vectors.unsaved_changes()
@@ -441,6 +481,13 @@ class WatchDaemon:
             _write_json(self.lib.path / STATE_FILE, {**self.state(), **(extra or {})})
         except OSError as exc:  # a full disk must not stop the daemon
             log.debug("cannot write %s: %s", STATE_FILE, exc)
+
+
+def _device(path: str) -> int | None:
+    try:
+        return os.stat(path).st_dev
+    except OSError:
+        return None
 
 
 def _write_json(path: Path, data: dict) -> None:

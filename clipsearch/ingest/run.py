@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import stat
 import threading
 import time
 from collections import deque
@@ -29,6 +30,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from clipsearch.errors import UnreadableImage
+from clipsearch.ingest.roots import NO_PICTURES, OfflineRoot, RootStates
+from clipsearch.ingest.roots import check as check_roots
 from clipsearch.media import fs, phash
 from clipsearch.media.images import (
     ImageInfo,
@@ -62,6 +65,7 @@ class IngestSummary:
     failed: int = 0
     failures: list[FailedFile] = field(default_factory=list)
     interrupted: bool = False
+    offline: list[OfflineRoot] = field(default_factory=list)  # roots kept, not scanned
     seconds: float = 0.0
     embedded: int = 0  # images that went through the model
     timings: dict[str, float] = field(default_factory=dict)
@@ -76,6 +80,7 @@ class IngestSummary:
         self.failed += other.failed
         self.embedded += other.embedded
         self.failures += other.failures
+        self.offline += other.offline
         self.interrupted = self.interrupted or other.interrupted
 
     def to_dict(self) -> dict:
@@ -193,8 +198,11 @@ class IngestRun:
         progress: ProgressFn | None = None,
         source: str = "photos",
         defer_failure: Callable[[str, str], bool] | None = None,
+        accept_device: bool = False,
     ) -> None:
         self.store = store
+        self.accept_device = accept_device  # trust roots that moved to another device
+        self.root_states = RootStates({}, {})
         # Called with (path, reason) for a file that cannot be read; True leaves it unrecorded
         # (the caller retries it later: the watch daemon gives a settling file a second try).
         self.defer_failure = defer_failure
@@ -224,12 +232,22 @@ class IngestRun:
     def run(self, roots: list[str]) -> IngestSummary:
         start = time.perf_counter()
         try:
+            # Roots on an unmounted drive are kept as they are, never scanned or emptied.
+            self.root_states = check_roots(self.store, roots, accept_device=self.accept_device)
+            roots = [r for r in roots if self.root_states.offline_root_of(r) is None]
+            if not roots:  # nothing online to scan
+                self.summary.offline = list(self.root_states.offline.values())
+                return self._finish(start)
             jobs, gone_failures = self._scan_and_diff(roots)
+            self.summary.offline = list(self.root_states.offline.values())
             self._embed(jobs, roots)
             if not self.summary.interrupted:
                 self._remove_missing(gone_failures)
         except KeyboardInterrupt:
             self.summary.interrupted = True
+        return self._finish(start)
+
+    def _finish(self, start: float) -> IngestSummary:
         self.summary.seconds = time.perf_counter() - start
         self.summary.timings = dict(self._t)
         return self.summary
@@ -238,12 +256,21 @@ class IngestRun:
     def _scan_and_diff(self, roots: list[str]) -> tuple[list[_Job], list[str]]:
         t0 = time.perf_counter()
         on_disk: dict[str, fs.FileStat] = {}
+        unreadable: dict[str, tuple[fs.FileStat, str]] = {}  # files the scan could not stat
 
         def scan_error(path: str, reason: str) -> None:
-            self.summary.failures.append(FailedFile(path, reason))
+            try:
+                st = os.lstat(path)
+            except OSError:
+                st = None
+            if st is not None and not stat.S_ISDIR(st.st_mode):  # a file (a broken link, say)
+                unreadable[path] = (fs.FileStat(path, st.st_size, st.st_mtime_ns), reason)
+                return
+            self.summary.failures.append(FailedFile(path, reason))  # a folder: not recorded
             self.summary.failed += 1
 
-        for st in fs.scan(roots, exclude=self.exclude, on_error=scan_error):
+        exclude = [*self.exclude, *self.root_states.offline]
+        for st in fs.scan(roots, exclude=exclude, on_error=scan_error):
             on_disk[st.path] = st
             if len(on_disk) % 1000 == 0:
                 self.progress(Progress("scan", len(on_disk), None))
@@ -268,14 +295,44 @@ class IngestRun:
                 self.summary.failures.append(FailedFile(path, failure.reason))
                 continue
             jobs.append(_Job("new", st, None))
-        # Rows inside an excluded folder (the library's generated/ pictures) were not scanned:
-        # they are not missing.
+        for path, (st, reason) in unreadable.items():
+            failure = known_failures.get(path)
+            if failure and failure.size == st.size and failure.mtime_ns == st.mtime_ns:
+                self.summary.failed += 1
+                self.summary.failures.append(FailedFile(path, failure.reason))
+            else:
+                self._fail(_Job("changed", st, rows.get(path)), reason)
+        self._find_emptied_roots(roots, on_disk)
+        # Rows inside an excluded folder (the library's generated/ pictures) were not scanned,
+        # and rows of an offline root are kept: neither is missing.
+        offline = self.root_states.offline_root_of
         self._missing = {
-            p: r for p, r in rows.items() if p not in on_disk and not self._excluded(p, roots)
+            p: r
+            for p, r in rows.items()
+            if p not in on_disk
+            and p not in unreadable
+            and not self._excluded(p, roots)
+            and offline(p) is None
         }
-        gone_failures = [p for p in known_failures if p not in on_disk]
+        gone_failures = [
+            p
+            for p in known_failures
+            if p not in on_disk and p not in unreadable and offline(p) is None
+        ]
         self._t["scan"] += time.perf_counter() - t0
         return jobs, gone_failures
+
+    def _find_emptied_roots(self, roots: list[str], on_disk: dict[str, fs.FileStat]) -> None:
+        """A registered root scanned whole that held pictures but has none now is offline."""
+        for root in list(self.root_states.online):
+            if not any(fs.is_under(root, r) for r in roots):
+                continue  # only part of it was scanned (the watch daemon's small runs)
+            if any(fs.is_under(p, root) for p in on_disk):
+                continue
+            images = self.store.count_under([root])
+            if images:
+                del self.root_states.online[root]
+                self.root_states.offline[root] = OfflineRoot(root, NO_PICTURES, images)
 
     def _excluded(self, path: str, roots: list[str]) -> bool:
         """Whether the scan skipped `path` because of `exclude` (mirrors fs.scan)."""
@@ -288,6 +345,7 @@ class IngestRun:
     # 2 + 3. prepare in threads, encode + commit in this thread
     def _embed(self, jobs: list[_Job], roots: list[str]) -> None:
         if not jobs:
+            self._flush()  # failures the scan found
             return
         params = self.encoder.params  # loads the model
         total = len(jobs)

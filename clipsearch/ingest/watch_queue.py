@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from clipsearch.media import fs
-from clipsearch.media.images import is_image_name
+from clipsearch.media.fs import is_image_name
 
 log = logging.getLogger(__name__)
 

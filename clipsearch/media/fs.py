@@ -14,7 +14,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clipsearch.errors import ClipsearchError
-from clipsearch.media.images import is_image_name
+
+IMAGE_EXTENSIONS = frozenset(
+    {
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".jfif",
+        ".png",
+        ".webp",
+        ".gif",
+        ".bmp",
+        ".dib",
+        ".tif",
+        ".tiff",
+        ".heic",
+        ".heif",
+        ".hif",
+    }
+)
+
+
+def is_image_name(name: str) -> bool:
+    """True if the file name has an image extension clipsearch reads."""
+    dot = name.rfind(".")
+    return dot > 0 and name[dot:].lower() in IMAGE_EXTENSIONS
 
 
 @dataclass(frozen=True)
@@ -24,6 +48,20 @@ class FileStat:
     path: str  # absolute
     size: int
     mtime_ns: int
+
+
+def display(path: str) -> str:
+    """`path` for people: a name that is not valid UTF-8 shows its odd bytes escaped.
+
+    Paths from the file system may carry surrogate escapes (PEP 383) for bytes that are not
+    UTF-8 (`caf\xe9.jpg` from an old Windows or FAT volume); printing them as-is fails or
+    shows a replacement character. Valid paths come back unchanged.
+    """
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return path
 
 
 def normalize_root(path: str | Path) -> str:
@@ -36,16 +74,19 @@ def is_under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def check_roots(paths: Iterable[str | Path]) -> list[str]:
+def check_roots(
+    paths: Iterable[str | Path], *, known: Callable[[str], bool] | None = None
+) -> list[str]:
     """Normalise the roots a user asked for; a missing one is an error, not an empty folder.
 
     (Treating a typo or an unmounted drive as "everything was deleted" would drop a
-    whole library.)
+    whole library.) A missing path for which `known(path)` is true is kept: the library has
+    pictures there, and the ingest run keeps them as an offline root.
     """
     roots: list[str] = []
     for raw in paths:
         root = normalize_root(raw)
-        if not os.path.exists(root):
+        if not os.path.exists(root) and not (known and known(root)):
             raise ClipsearchError(
                 f"path not found: {raw}",
                 hint="Check the spelling, or mount the drive, then run the command again.",
@@ -105,6 +146,10 @@ def _walk(
                 if not is_image_name(entry.name):
                     continue
                 st = entry.stat()  # follows a symlinked file
+            except FileNotFoundError:
+                if on_error and entry.is_symlink():
+                    on_error(entry.path, "broken link: the file it points to is missing")
+                continue
             except OSError as exc:
                 if on_error:
                     on_error(entry.path, f"cannot stat ({exc.strerror or exc})")

@@ -19,6 +19,8 @@ from clipsearch.media.images import PreprocessParams
 from clipsearch.model.specs import ModelSpec, ResolvedModel, resolve
 
 log = logging.getLogger(__name__)
+# One-line notices for people waiting at a terminal (the CLI shows them unless --quiet).
+notice = logging.getLogger("clipsearch.notice")
 
 
 def pick_device(requested: str = "auto") -> str:
@@ -79,6 +81,7 @@ class Encoder:
         return self
 
     def _load(self) -> None:
+        notice.info("loading the model %s ...", self.spec.canonical)
         import torch
 
         if self.threads:

@@ -51,6 +51,7 @@ def build_query(
     after: str | None = None,
     before: str | None = None,
     tag: str | None = None,
+    include_offline: bool = False,
 ) -> Query:
     """A validated Query; `terms` are extra ready-made terms (the API's likes and uploads)."""
     built = build_terms(
@@ -70,4 +71,5 @@ def build_query(
         after=after or None,
         before=before or None,
         tag=(tag or "").strip() or None,
+        include_offline=include_offline,
     )

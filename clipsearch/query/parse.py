@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from clipsearch.errors import QueryError
-from clipsearch.media.images import is_image_name
+from clipsearch.media.fs import is_image_name
 
 TermKind = Literal["text", "image", "id", "upload"]
 _WEIGHT = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*:\s*(.+?)\s*$")
@@ -47,6 +47,7 @@ class Query:
     after: str | None = None  # ISO date(time), inclusive: capture time, else file mtime
     before: str | None = None  # ISO date(time), exclusive
     tag: str | None = None  # only images with this tag (`clipsearch tag`)
+    include_offline: bool = False  # also pictures on an offline root (an unmounted drive)
 
     @property
     def positive_ids(self) -> tuple[int, ...]:

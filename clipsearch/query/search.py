@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from clipsearch.errors import QueryError, UnreadableImage
+from clipsearch.media import fs
 from clipsearch.media.images import load_for_model
 from clipsearch.query.parse import Query, Term
 from clipsearch.store.faiss_index import VectorIndex
@@ -39,6 +40,7 @@ class SearchResult:
     mtime: float
     taken_at: str | None
     source: str
+    offline: bool = False  # on an offline root (an unmounted drive): the file is not at hand
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -137,7 +139,7 @@ class Searcher:
         while True:
             with self.index_access() as index:
                 hits = index.search(q, fetch, allowed=allowed)[0]
-            results = self._results(hits.ids, hits.scores, excluded, query.min_score)
+            results = self._results(hits.ids, hits.scores, excluded, query)
             exhausted = len(hits.ids) < fetch
             below = (
                 query.min_score is not None
@@ -149,21 +151,29 @@ class Searcher:
             fetch *= 4
 
     def _results(
-        self, ids: np.ndarray, scores: np.ndarray, excluded: set[int], min_score: float | None
+        self, ids: np.ndarray, scores: np.ndarray, excluded: set[int], query: Query
     ) -> list[SearchResult]:
         rows = self.store.get_rows(ids.tolist())
         out = []
+        offline_roots: list[str] | None = None  # read once, when a file is not at hand
         for image_id, score in zip(ids.tolist(), scores.tolist(), strict=True):
-            if min_score is not None and score < min_score:
+            if query.min_score is not None and score < query.min_score:
                 break
             row = rows.get(image_id)
-            if row is None or image_id in excluded or not os.path.exists(row.path):
-                continue  # deleted meanwhile, or gone from disk
-            out.append(_result(row, score))
+            if row is None or image_id in excluded:
+                continue  # deleted meanwhile
+            if os.path.exists(row.path):
+                out.append(_result(row, score))
+                continue
+            if query.include_offline:  # kept for an unmounted drive, or gone from disk?
+                if offline_roots is None:
+                    offline_roots = [r.path for r in self.store.roots() if r.offline]
+                if any(fs.is_under(row.path, r) for r in offline_roots):
+                    out.append(_result(row, score, offline=True))
         return out
 
 
-def _result(row: ImageRow, score: float) -> SearchResult:
+def _result(row: ImageRow, score: float, *, offline: bool = False) -> SearchResult:
     return SearchResult(
         id=row.id,
         path=row.path,
@@ -174,4 +184,5 @@ def _result(row: ImageRow, score: float) -> SearchResult:
         mtime=row.mtime_ns / 1e9,
         taken_at=row.taken_at,
         source=row.source,
+        offline=offline,
     )

@@ -69,6 +69,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        default_response_class=errors.JSONResponse,
     )
     app.state.ctx = ServerContext(library, settings, QueryEngine(library))
     errors.install(app)

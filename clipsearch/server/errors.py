@@ -7,11 +7,12 @@ generic 500 that says where to look.
 
 from __future__ import annotations
 
+import json
 import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse as _StarletteJSON
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from clipsearch.errors import (
@@ -41,6 +42,21 @@ _CODES = {
 }
 
 
+class JSONResponse(_StarletteJSON):
+    """JSON that never fails on a file name that is not UTF-8 (`caf\\xe9.jpg` from an old
+    Windows volume: a str with surrogate escapes). Such a response is written with ASCII
+    escapes (`\\udce9`), which is valid JSON and lossless: Python's json.loads gives back the
+    exact path; the page shows the odd bytes escaped."""
+
+    def render(self, content: object) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(
+                content, ensure_ascii=True, allow_nan=False, indent=None, separators=(",", ":")
+            ).encode("ascii")
+
+
 class ApiError(Exception):
     """An expected failure with an HTTP status, a stable code and a message."""
 
@@ -58,8 +74,6 @@ def error_response(
 
 def error_bytes(code: str, message: str, hint: str | None = None) -> bytes:
     """The same JSON body, for middleware that answers before the app runs."""
-    import json
-
     return json.dumps({"error": {"code": code, "message": message, "hint": hint}}).encode()
 
 

@@ -26,6 +26,9 @@ class ErrorBody(BaseModel):
     code: str = Field(description="A stable machine-readable code, e.g. `bad_query`, `not_found`.")
     message: str = Field(description="What went wrong, for a person.")
     hint: str | None = Field(None, description="What to do about it, when there is advice.")
+    field: str | None = Field(
+        None, description="The request field at fault, when one is (`POST /api/generate`)."
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -84,6 +87,11 @@ class Filters(_Request):
     tag: str | None = Field(
         None, max_length=200, description="Only images with this tag (`clipsearch tag`)."
     )
+    include_offline: bool = Field(
+        False,
+        description="Also pictures kept for an offline folder (an unmounted drive); they are "
+        "marked `offline` and their files cannot be fetched until it is back.",
+    )
 
 
 class SearchRequest(_Request):
@@ -128,6 +136,7 @@ class ImageSummary(BaseModel):
 
 class Hit(ImageSummary):
     score: float = Field(description="Cosine similarity to the query (higher is closer).")
+    offline: bool = Field(False, description="On an offline folder (an unmounted drive).")
 
 
 class SearchResponse(BaseModel):
@@ -260,6 +269,21 @@ class JobError(BaseModel):
     code: str
     message: str
     hint: str | None = None
+    field: str | None = Field(None, description="The request field at fault, if one is.")
+
+
+class DrawerChoice(BaseModel):
+    name: Literal["vqgan", "pixel"] = Field(description="The value for `drawer`.")
+    label: str
+    available: bool = Field(description="False: a generation with it would be refused.")
+    note: str | None = Field(description="Why it is not available.")
+
+
+class GenerateOptions(BaseModel):
+    """What `POST /api/generate` can use with this library."""
+
+    drawers: list[DrawerChoice]
+    default_drawer: Literal["vqgan", "pixel"]
 
 
 class Job(BaseModel):
@@ -287,6 +311,13 @@ class Job(BaseModel):
 
 class DupeMember(ImageSummary):
     format: str | None
+    reason: Literal["exact", "near", "similar"] | None = Field(
+        None, description="Why this non-keeper is in the group (null for the keeper)."
+    )
+    score: float | None = Field(None, description="The score of that link.")
+    match: int | None = Field(
+        None, description="The image it matches: the keeper whenever that link is as strong."
+    )
 
 
 class DupePair(BaseModel):
@@ -300,10 +331,29 @@ class DupePair(BaseModel):
 
 
 class DupeGroup(BaseModel):
-    keeper: DupeMember = Field(description="Most pixels, then largest file, then oldest.")
+    kind: Literal["copies", "similar"] = Field(
+        description="`copies`: exact and near copies; `similar`: CLIP look-alikes, every one "
+        "similar to the keeper (never moved together with copies)."
+    )
+    keeper: DupeMember = Field(
+        description="Most pixels; then camera date, earliest file, camera format, largest file."
+    )
     others: list[DupeMember]
     reasons: list[str]
     pairs: list[DupePair]
+
+
+class DupeCalibration(BaseModel):
+    """Whether the model tells this library's pictures apart at the threshold."""
+
+    threshold: float
+    pictures: int = Field(description="Distinct pictures compared (one per group of copies).")
+    nn_median: float | None = Field(description="The median nearest-neighbour cosine.")
+    nn_p10: float | None
+    nn_p90: float | None
+    pair_median: float | None = Field(description="The cosine of a typical pair.")
+    used: bool = Field(description="False: similar pairs were left out (see `reason`).")
+    reason: str | None
 
 
 class DupesResponse(BaseModel):
@@ -312,11 +362,17 @@ class DupesResponse(BaseModel):
     groups: list[DupeGroup]
     images: int
     duplicates: int = Field(description="Images that are not their group's keeper.")
+    copies: int = Field(description="Non-keepers of the groups of exact and near copies.")
+    similar_images: int = Field(description="Non-keepers of the similar groups.")
     pairs: dict[str, int] = Field(description="Pairs found per reason.")
     hashed: int = Field(description="Older images whose perceptual hashes were computed now.")
     seconds: float
     max_distance: int
     threshold: float | None
+    calibration: DupeCalibration | None = Field(
+        description="How the model spreads the pictures (null when similar was not asked)."
+    )
+    warnings: list[str] = Field(description="Why similar images were left out, if they were.")
 
 
 class MoveRequest(_Request):

@@ -178,6 +178,7 @@ def api_query(req: schemas.SearchRequest) -> Query:
         after=f.after,
         before=f.before,
         tag=f.tag,
+        include_offline=f.include_offline,
     )
     if len(query.terms) > schemas.MAX_TERMS:
         raise QueryError(f"too many terms (at most {schemas.MAX_TERMS})")

@@ -12,8 +12,11 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DatabaseError, OperationalError
 
-from clipsearch.errors import LibraryError
+from clipsearch.errors import DiskFull, LibraryDamaged, LibraryError
 from clipsearch.resources import migrations_dir
+
+_FULL = ("database or disk is full", "disk i/o error")
+_DAMAGED = ("malformed", "file is not a database", "database corrupt")
 
 
 def open_database(path: Path, *, readonly: bool = False) -> Engine:
@@ -23,6 +26,8 @@ def open_database(path: Path, *, readonly: bool = False) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+        # TEXT that is not valid UTF-8 (file names, see tables.FsPath) decodes losslessly.
+        dbapi_conn.text_factory = _decode_text
         cur = dbapi_conn.cursor()
         if not readonly:
             cur.execute("PRAGMA journal_mode=WAL")
@@ -31,9 +36,18 @@ def open_database(path: Path, *, readonly: bool = False) -> Engine:
         cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
 
+    @event.listens_for(engine, "handle_error")
+    def _translate(ctx: object) -> None:
+        error = storage_error(path, getattr(ctx, "original_exception", None))
+        if error is not None:
+            raise error from None
+
     try:
         with engine.connect() as conn:
             conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar()
+    except LibraryError:
+        engine.dispose()
+        raise
     except (DatabaseError, OperationalError) as exc:
         engine.dispose()
         raise LibraryError(
@@ -42,6 +56,43 @@ def open_database(path: Path, *, readonly: bool = False) -> Engine:
             "touched, only their vectors need re-computing.",
         ) from None
     return engine
+
+
+def storage_error(db: Path, exc: BaseException | None) -> LibraryError | None:
+    """A clear error for a full disk or a damaged database (None for anything else).
+
+    SQLite rolls the transaction back in both cases: what was committed before stays.
+    """
+    if not isinstance(exc, sqlite3.Error):
+        return None
+    text = str(exc).lower()
+    folder = db.parent
+    if any(s in text for s in _FULL):
+        return DiskFull(
+            f"cannot write to the library {folder}: the disk is full ({exc})",
+            hint="Nothing committed was lost; the last batch was not saved and will be redone. "
+            f"Free some space on the disk holding {folder} (see `df -h {folder}`), then run "
+            "the command again.",
+        )
+    if any(s in text for s in _DAMAGED):
+        return LibraryDamaged(
+            f"the library database {db} is damaged ({exc})",
+            hint="Your photos are not touched. Move the damaged file aside "
+            f"(mv {db} {db}.damaged) and run your index command again (the library is "
+            f"rebuilt from your photos), or restore {db} from a backup; "
+            f"`sqlite3 {db}.damaged .recover` may salvage tags and provenance.",
+        )
+    if "readonly" in text or "read-only" in text:
+        return LibraryError(
+            f"cannot write to the library {folder}: it is read-only ({exc})",
+            hint="Check the permissions of the library folder and its files, or use another "
+            "--library.",
+        )
+    return None
+
+
+def _decode_text(raw: bytes) -> str:
+    return str(raw, "utf-8", "surrogateescape")
 
 
 def _alembic_config():  # -> alembic.config.Config

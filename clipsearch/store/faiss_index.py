@@ -196,6 +196,8 @@ class VectorIndex:
                 os.fsync(f.fileno())
             os.replace(tmp, final)
             _fsync_dir(folder)
+        except (RuntimeError, OSError) as exc:  # FAISS says "write error" on a full disk
+            raise _write_error(folder, exc) from None
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
@@ -242,6 +244,31 @@ def _huge_pages(array: np.ndarray) -> None:
             libc.madvise(start, end - start, advice)
     except (OSError, AttributeError, ValueError):
         pass
+
+
+def _write_error(folder: Path, exc: BaseException) -> Exception:
+    import errno
+    import shutil
+
+    from clipsearch.errors import DiskFull, LibraryError
+
+    cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    try:
+        full = shutil.disk_usage(folder).free < (64 << 20)
+    except OSError:
+        full = False
+    if full or getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFull(
+            f"cannot write the search index in {folder}: the disk is full ({cause[:200]})",
+            hint="Nothing was lost: the database holds every vector, and the index file is "
+            f"rebuilt from it. Free some space on the disk holding {folder} (see `df -h "
+            f"{folder}`), then run the command again.",
+        )
+    return LibraryError(
+        f"cannot write the search index in {folder} ({cause[:200]})",
+        hint="Nothing was lost: the database holds every vector and the index is rebuilt from "
+        "it. Check that the library folder is writable.",
+    )
 
 
 def index_files(folder: Path) -> list[Path]:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import Engine, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Engine, bindparam, delete, false, func, insert, or_, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from clipsearch.store.tables import Failure, Generation, Image, Meta, Root, VectorLog
@@ -38,6 +38,23 @@ class ImageRow:
     added_at: float
     updated_at: float
     has_vector: bool
+
+
+@dataclass(frozen=True)
+class RootRow:
+    """A folder or file the user indexed, and whether it is offline (see tables.Root)."""
+
+    path: str
+    kind: str  # folder | file
+    added_at: float
+    last_indexed_at: float | None
+    device: int | None
+    offline_since: float | None
+    offline_reason: str | None
+
+    @property
+    def offline(self) -> bool:
+        return self.offline_since is not None
 
 
 @dataclass(frozen=True)
@@ -126,7 +143,7 @@ def _chunks(items: Sequence, n: int = _CHUNK) -> Iterator[Sequence]:
 
 def under(column, roots: Iterable[str]):  # -> ColumnElement[bool]
     """SQL condition: `column` is one of `roots` or inside one (uses the path index)."""
-    clauses = []
+    clauses = [false()]  # no roots: nothing is under them
     for root in roots:
         base = root.rstrip("/")
         # '0' is the character after '/', so this range is exactly "base/...".
@@ -301,14 +318,19 @@ class Store:
     def vector_count(self) -> int:
         return self.counts()["vectors"]
 
-    def roots(self) -> list[tuple[str, float | None]]:
+    def roots(self) -> list[RootRow]:
+        """Every root the user indexed, by path."""
+        cols = (
+            Root.path,
+            Root.kind,
+            Root.added_at,
+            Root.last_indexed_at,
+            Root.device,
+            Root.offline_since,
+            Root.offline_reason,
+        )
         with self.engine.connect() as conn:
-            return [
-                (p, t)
-                for p, t in conn.execute(
-                    select(Root.path, Root.last_indexed_at).order_by(Root.path)
-                )
-            ]
+            return [RootRow(*r) for r in conn.execute(select(*cols).order_by(Root.path))]
 
     # --- the vector log ----------------------------------------------------------------
     def max_seq(self) -> int:
@@ -437,21 +459,61 @@ class Store:
                 last_seq = conn.execute(select(func.max(VectorLog.seq))).scalar()
         return len(rows), clash, last_seq
 
-    def touch_roots(self, roots: Iterable[str], *, indexed: bool) -> None:
+    def remember_roots(self, roots: dict[str, str]) -> None:
+        """Record roots (path -> "folder" or "file") the user asked to index."""
         now = time.time()
         with self.engine.begin() as conn:
-            for root in roots:
-                stmt = sqlite_insert(Root).values(
-                    path=root, added_at=now, last_indexed_at=now if indexed else None
-                )
+            for path, kind in roots.items():
+                stmt = sqlite_insert(Root).values(path=path, added_at=now, kind=kind)
                 conn.execute(
                     stmt.on_conflict_do_update(
-                        index_elements=[Root.path],
-                        set_={"last_indexed_at": stmt.excluded.last_indexed_at}
-                        if indexed
-                        else {"path": stmt.excluded.path},
+                        index_elements=[Root.path], set_={"kind": stmt.excluded.kind}
                     )
                 )
+
+    def set_roots_online(self, devices: dict[str, int]) -> None:
+        """Roots (path -> st_dev) seen online on this device."""
+        with self.engine.begin() as conn:
+            for path, device in devices.items():
+                conn.execute(
+                    update(Root)
+                    .where(Root.path == path)
+                    .values(device=device, offline_since=None, offline_reason=None)
+                )
+
+    def set_roots_offline(self, reasons: dict[str, str]) -> None:
+        """Roots (path -> why) that are offline; `offline_since` keeps the first time."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            for path, reason in reasons.items():
+                conn.execute(
+                    update(Root)
+                    .where(Root.path == path)
+                    .values(
+                        offline_since=func.coalesce(Root.offline_since, now),
+                        offline_reason=reason,
+                    )
+                )
+
+    def mark_indexed(self, paths: Iterable[str]) -> None:
+        """These roots were just indexed whole."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            for path in paths:
+                conn.execute(update(Root).where(Root.path == path).values(last_indexed_at=now))
+
+    def forget_root(self, path: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(Root).where(Root.path == path))
+
+    def count_under(self, roots: Iterable[str]) -> int:
+        """Images recorded at or under these paths."""
+        roots = list(roots)
+        if not roots:
+            return 0
+        with self.engine.connect() as conn:
+            q = select(func.count()).select_from(Image).where(under(Image.path, roots))
+            return int(conn.execute(q).scalar() or 0)
 
     def clear_vectors(self, meta: dict[str, str]) -> int:
         """Drop every vector (switching models) and record the new model, atomically."""

@@ -14,8 +14,37 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    TypeDecorator,
+    cast,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class FsPath(TypeDecorator):
+    """A file-system path, stored losslessly as TEXT.
+
+    A file name need not be valid UTF-8 (old Windows, FAT, Samba shares, zip archives:
+    `caf\xe9.jpg` in Latin-1). Python hands such names over as `str` with surrogate escapes
+    (PEP 383). They are stored as their raw bytes in a TEXT value (bound as a blob and CAST to
+    TEXT, which SQLite stores unvalidated), so they sort and compare byte-wise like every other
+    path, and come back as the same `str` (connections decode TEXT with surrogateescape, see
+    `clipsearch.store.db`). Valid UTF-8 paths are stored exactly as before.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def bind_expression(self, bindvalue):  # -> ColumnElement
+        return cast(bindvalue, Text)
+
+    def process_bind_param(self, value: str | None, dialect: object) -> str | bytes | None:
+        if value is None:
+            return None
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogateescape")
+        return value
 
 
 class Base(DeclarativeBase):
@@ -37,7 +66,7 @@ class Image(Base):
     __tablename__ = "images"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    path: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
+    path: Mapped[str] = mapped_column(FsPath, nullable=False, unique=True)
     size: Mapped[int] = mapped_column(Integer, nullable=False)
     mtime_ns: Mapped[int] = mapped_column(Integer, nullable=False)
     content_hash: Mapped[str] = mapped_column(String(32), nullable=False)
@@ -67,7 +96,7 @@ class Failure(Base):
     __tablename__ = "failures"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    path: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
+    path: Mapped[str] = mapped_column(FsPath, nullable=False, unique=True)
     size: Mapped[int] = mapped_column(Integer, nullable=False)
     mtime_ns: Mapped[int] = mapped_column(Integer, nullable=False)
     reason: Mapped[str] = mapped_column(Text, nullable=False)
@@ -94,13 +123,22 @@ class VectorLog(Base):
 
 
 class Root(Base):
-    """A folder the user indexed (remembered for re-scans and the watch daemon)."""
+    """A folder (or file) the user indexed: remembered for re-scans and the watch daemon.
+
+    `device` is the file system it was last indexed on (st_dev); a root that had pictures and
+    is now missing, empty or on another device is offline (`offline_since`, with the reason):
+    its pictures stay in the library until it is back, or until `clipsearch offline --remove`.
+    """
 
     __tablename__ = "roots"
 
-    path: Mapped[str] = mapped_column(Text, primary_key=True)
+    path: Mapped[str] = mapped_column(FsPath, primary_key=True)
     added_at: Mapped[float] = mapped_column(Float, nullable=False)
     last_indexed_at: Mapped[float | None] = mapped_column(Float)
+    kind: Mapped[str] = mapped_column(String(8), nullable=False, server_default="folder")
+    device: Mapped[int | None] = mapped_column(Integer)
+    offline_since: Mapped[float | None] = mapped_column(Float)
+    offline_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class Tag(Base):
@@ -133,6 +171,6 @@ class Generation(Base):
     drawer: Mapped[str] = mapped_column(String(16), nullable=False)  # vqgan | pixel
     clip_model: Mapped[str] = mapped_column(Text, nullable=False)
     vqgan_model: Mapped[str | None] = mapped_column(Text)
-    init_image: Mapped[str | None] = mapped_column(Text)
+    init_image: Mapped[str | None] = mapped_column(FsPath)
     params: Mapped[str] = mapped_column(Text, nullable=False)  # JSON: lr, cutouts, ... (the rest)
     created_at: Mapped[float] = mapped_column(Float, nullable=False)

@@ -25,6 +25,7 @@ HIT_KEYS = {
     "mtime",
     "taken_at",
     "source",
+    "offline",
     "name",
     "thumb_url",
     "file_url",

@@ -33,26 +33,37 @@ def wait_for(cond: Callable[[], object], what: str, timeout: float = TIMEOUT) ->
         time.sleep(0.05)
 
 
+def _connect(lib_dir: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(lib_dir / "clipsearch.db")
+    conn.text_factory = lambda b: b.decode("utf-8", "surrogateescape")  # odd file names
+    return conn
+
+
 def indexed(lib_dir: Path) -> dict[str, tuple[int, bytes]]:
     """path -> (id, vector bytes) for every image with a vector, read straight from SQLite."""
-    with sqlite3.connect(lib_dir / "clipsearch.db") as conn:
+    with _connect(lib_dir) as conn:
         rows = conn.execute("SELECT path, id, embedding FROM images WHERE embedding IS NOT NULL")
         return {p: (i, e) for p, i, e in rows}
 
 
 def failures(lib_dir: Path) -> dict[str, str]:
-    with sqlite3.connect(lib_dir / "clipsearch.db") as conn:
+    with _connect(lib_dir) as conn:
         return dict(conn.execute("SELECT path, reason FROM failures"))
+
+
+def offline(lib_dir: Path) -> list[str]:
+    with Library.open(lib_dir, create=False) as reader:
+        return [r.path for r in reader.offline_roots()]
 
 
 def files_on_disk(*roots: Path) -> list[str]:
     """The image files `index` would see (hidden ones are skipped)."""
-    return sorted(
-        str(p)
-        for r in roots
-        for p in r.rglob("*.jpg")
-        if not any(part.startswith(".") for part in p.relative_to(r).parts)
-    )
+    found = []
+    for root in roots:
+        for folder, dirs, names in os.walk(root):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            found += [os.path.join(folder, n) for n in names if n.endswith(".jpg")]
+    return sorted(found)
 
 
 class Watcher:
@@ -309,3 +320,40 @@ def test_polling_observer(watcher: Watcher, roots) -> None:
     watcher.start(pics, polling=True, poll_interval=0.2)
     make_image(pics / "polled.jpg", seed=1)
     assert list(watcher.settled(pics)) == [str(pics / "polled.jpg")]
+
+
+def test_odd_file_names_are_watched_and_survive_a_restart(watcher: Watcher, roots) -> None:
+    pics, _ = roots
+    make_image(pics / "plain.jpg", seed=1)
+    watcher.start(pics)
+    odd = os.fsencode(pics) + b"/caf\xe9.jpg"  # Latin-1: not valid UTF-8
+    os.rename(os.fsencode(make_image(pics / "tmp.jpg", seed=2)), odd)
+    rows = watcher.settled(pics)
+    assert os.fsdecode(odd) in rows
+    assert watcher.daemon is not None and watcher.daemon.totals["errors"] == 0
+    watcher.stop()
+    os.rename(odd, os.fsencode(pics) + b"/d\xe9j\xe0.jpg")  # renamed while it was down
+    watcher.start()  # the catch-up scan at start must not crash on them
+    after = watcher.settled(pics)
+    assert after[os.fsdecode(os.fsencode(pics) + b"/d\xe9j\xe0.jpg")] == rows[os.fsdecode(odd)]
+
+
+def test_a_watched_folder_that_vanishes_keeps_its_pictures(
+    watcher: Watcher, roots, lib_dir: Path, tmp_path: Path
+) -> None:
+    pics, _ = roots
+    for i in range(3):
+        make_image(pics / f"{i}.jpg", seed=i)
+    daemon = watcher.start(pics, reconcile_interval=0.5)
+    before = watcher.settled(pics)
+    pics.rename(tmp_path / "unplugged")  # the drive goes away while watched
+    wait_for(
+        lambda: daemon.last_reconcile and daemon.last_reconcile["at"] > time.time() - 0.4,
+        "a catch-up scan after the folder went away",
+    )
+    time.sleep(1.0)  # events and scans had their chance to remove something
+    assert indexed(lib_dir) == before
+    assert offline(lib_dir) == [str(pics)]
+    (tmp_path / "unplugged").rename(pics)  # back
+    wait_for(lambda: not offline(lib_dir), "the folder to be online again")
+    assert watcher.settled(pics) == before

@@ -2,11 +2,12 @@
 // formatting. No framework, no build step.
 
 export class ApiError extends Error {
-  constructor(status, code, message, hint) {
+  constructor(status, code, message, hint, field) {
     super(message);
     this.status = status;
     this.code = code;
     this.hint = hint;
+    this.field = field || null; // the request field at fault, when the server names one
   }
 }
 
@@ -91,12 +92,21 @@ export async function api(path, { json, form, method, signal, params } = {}) {
   }
   if (!r.ok) {
     const err = (body && body.error) || {};
-    throw new ApiError(r.status, err.code || "error", err.message || `HTTP ${r.status}`, err.hint);
+    throw new ApiError(r.status, err.code || "error", err.message || `HTTP ${r.status}`, err.hint, err.field);
   }
   return body;
 }
 
 /** Build an element: h("a", {href, class: "x", onclick}, "text", child, ...). */
+/**
+ * Text for people: a file name that is not UTF-8 reaches the page with lone surrogates
+ * (U+DC80..U+DCFF stand for its odd bytes); show each as \xNN, as the CLI does. The data
+ * itself stays as it came, so it goes back to the server unchanged.
+ */
+export function displayText(s) {
+  return String(s).replace(/[\uDC80-\uDCFF]/g, (c) => "\\x" + (c.charCodeAt(0) - 0xdc00).toString(16));
+}
+
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
@@ -105,11 +115,11 @@ export function h(tag, attrs = {}, ...children) {
     else if (k === "class") el.className = v;
     else if (k === "dataset") Object.assign(el.dataset, v);
     else if (v === true) el.setAttribute(k, "");
-    else el.setAttribute(k, v);
+    else el.setAttribute(k, k === "href" || k === "src" || k === "value" ? v : displayText(v));
   }
   for (const c of children.flat()) {
     if (c === undefined || c === null || c === false) continue;
-    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    el.append(c instanceof Node ? c : document.createTextNode(displayText(c)));
   }
   return el;
 }
