@@ -15,6 +15,7 @@ from typing import Any
 from clipsearch.errors import ConfigError
 
 DEFAULT_MODEL = "ViT-B-32:laion2b_s34b_b79k"
+PRECISIONS = ("auto", "fp32", "int8", "bf16")
 ENV_PREFIX = "CLIPSEARCH_"
 
 
@@ -34,8 +35,10 @@ class Settings:
     model: str | None = None
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     batch_size: int = 32
-    threads: int | None = None  # torch intra-op threads; None = torch's default
+    threads: int | None = None  # model threads for batches; None = every core
     workers: int | None = None  # image decode threads; None = min(4, cpus)
+    # Precision for a library's first index (or reindex): auto | fp32 | int8 | bf16.
+    precision: str | None = None
 
     @classmethod
     def resolve(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -60,6 +63,10 @@ class Settings:
             raise ConfigError(f"threads must be at least 1, got {self.threads}")
         if self.workers is not None and self.workers < 0:
             raise ConfigError(f"workers must be 0 or more, got {self.workers}")
+        if self.precision is not None and self.precision.lower() not in PRECISIONS:
+            raise ConfigError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
         return self
 
     def with_(self, **changes: Any) -> Settings:

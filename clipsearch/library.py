@@ -46,6 +46,8 @@ from clipsearch.ingest.roots import probe as probe_root
 from clipsearch.ingest.run import IngestRun, IngestSummary, ProgressFn
 from clipsearch.media import fs
 from clipsearch.model.encoder import Encoder
+from clipsearch.model.precision import choose as choose_precision
+from clipsearch.model.precision import sample_pictures
 from clipsearch.model.specs import ModelSpec
 from clipsearch.query.build import build_query
 from clipsearch.query.parse import Query
@@ -61,9 +63,11 @@ from clipsearch.tags.classify import DEFAULT_MIN_SCORE, Labeller
 if TYPE_CHECKING:
     from clipsearch.dupes.find import DupesReport
     from clipsearch.dupes.quarantine import MoveReport
+    from clipsearch.model.torch_encoder import TorchEncoder
     from clipsearch.tags.classify import Classification
 
 log = logging.getLogger(__name__)
+notice = logging.getLogger("clipsearch.notice")
 
 DB_NAME = "clipsearch.db"
 
@@ -77,6 +81,7 @@ class Library:
         self.store = store
         self._lock = WriterLock(path)
         self._encoder: Encoder | None = None
+        self._torch_encoder: TorchEncoder | None = None
         self.vectors = VectorCache(path, store, self._lock)  # the FAISS index, kept in step
 
     # --- opening ------------------------------------------------------------------------
@@ -124,6 +129,7 @@ class Library:
         try:
             lib._prepare_schema(is_new)
             lib._check_model(settings.model)
+            lib._check_precision(settings.precision)
         except BaseException:
             lib.close()
             raise
@@ -170,14 +176,75 @@ class Library:
         return self.store.get_meta("model") or ModelSpec.parse(DEFAULT_MODEL).canonical
 
     @property
+    def precision(self) -> str:
+        """The precision this library's vectors are made at (see clipsearch.model.precision)."""
+        return self.store.get_meta("precision") or "fp32"
+
+    @property
     def encoder(self) -> Encoder:
-        """The library's encoder (the model loads on first encode)."""
+        """The library's encoder, at its precision (the model loads on first encode)."""
         if self._encoder is None:
+            self._encoder = self._make_encoder(self.precision)
+        return self._encoder
+
+    def _make_encoder(self, precision: str, model: str | None = None) -> Encoder:
+        s = self.settings
+        options = {"device": s.device, "batch_size": s.batch_size, "threads": s.threads}
+        if precision == "bf16":  # bfloat16 runs on torch (ONNX Runtime has no CPU kernels)
+            from clipsearch.model.torch_encoder import TorchEncoder
+
+            return TorchEncoder(model or self.model, precision="bf16", **options)  # type: ignore[return-value]
+        return Encoder(model or self.model, precision=precision, **options)
+
+    def torch_encoder(self) -> TorchEncoder:
+        """The library's model on torch (for generation: it needs gradients). Needs the
+        `[torch]` extra; raises ModelError saying so when it is missing."""
+        from clipsearch.model.torch_encoder import TorchEncoder
+
+        if self._torch_encoder is None:
             s = self.settings
-            self._encoder = Encoder(
+            self._torch_encoder = TorchEncoder(
                 self.model, device=s.device, batch_size=s.batch_size, threads=s.threads
             )
-        return self._encoder
+        return self._torch_encoder.load()
+
+    def _settle_precision(self, roots: Sequence[str]) -> None:
+        """Choose this library's precision before its first vectors (the fidelity gate)."""
+        if self.store.get_meta("precision"):
+            return
+        if self.store.vector_count():  # vectors from before precisions were recorded
+            self.store.set_meta({"precision": "fp32"})
+            return
+        requested = (self.settings.precision or "auto").lower()
+        sample = [] if requested == "fp32" else sample_pictures(roots, [str(self.path)])
+        if requested != "fp32" and not sample:
+            return  # nothing to embed yet: decided when there is
+        choice = choose_precision(
+            ModelSpec.parse(self.model), requested, sample, self._make_encoder
+        )
+        self.store.set_meta(
+            {"precision": choice.precision, "precision_check": json.dumps(choice.to_dict())}
+        )
+        if choice.checks:
+            notice.info("%s", choice.summary())
+        self._encoder = None  # made again at the chosen precision
+
+    def _check_precision(self, requested: str | None) -> None:
+        """An explicit --precision that differs from the library's would mix vectors."""
+        wanted = (requested or "auto").lower()
+        current = self.store.get_meta("precision")
+        if wanted == "auto" or current is None or wanted == current:
+            return
+        if not self.store.vector_count():
+            with self._lock.holding("setting the library's precision"):
+                self.store.set_meta({"precision": "", "precision_check": ""})
+            return
+        raise ModelMismatch(
+            f"the library {self.path} holds {current} vectors, not {wanted}; "
+            "vectors of two precisions are not mixed",
+            hint=f"Leave out --precision to use {current}, or re-embed every image: "
+            f"clipsearch --library {self.path} --precision {wanted} reindex",
+        )
 
     def _loaded_encoder(self) -> Encoder:
         """The encoder, loaded and checked against what the library recorded."""
@@ -241,6 +308,8 @@ class Library:
         defer_failure: Callable[[str, str], bool] | None = None,
         accept_device: bool = False,
     ) -> IngestSummary:
+        if remember and source == "photos":
+            self._settle_precision(roots)
         if remember:
             self.store.remember_roots(
                 {r: "file" if os.path.isfile(r) else "folder" for r in roots if os.path.exists(r)}
@@ -329,26 +398,24 @@ class Library:
             self.store.set_meta({"watched_roots": json.dumps(list(roots))})
 
     def reindex(self, model: str, *, progress: ProgressFn | None = None) -> IngestSummary:
-        """Switch the library to `model` and re-embed every image with it.
+        """Switch the library to `model` and re-embed every image with it (the precision is
+        chosen again, from --precision or auto).
 
         The new model is loaded first, so a model that cannot load changes nothing.
         """
         spec = ModelSpec.parse(model)
         with self._lock.holding("clipsearch reindex"):
-            new_encoder = Encoder(
-                spec,
-                device=self.settings.device,
-                batch_size=self.settings.batch_size,
-                threads=self.settings.threads,
-            ).load()
+            new_encoder = self._make_encoder("fp32", spec.canonical).load()
             self.vectors.reset(
                 {
                     "model": spec.canonical,
                     "model_fingerprint": new_encoder.fingerprint,
                     "dim": str(new_encoder.dim),
+                    "precision": "",
+                    "precision_check": "",
                 }
             )
-            self._encoder = new_encoder
+            self._encoder = None
             roots = [
                 r.path
                 for r in self.store.roots()
@@ -480,6 +547,11 @@ class Library:
             "library": str(self.path),
             "model": self.model,
             "dim": int(meta["dim"]) if meta.get("dim") else None,
+            "precision": meta.get("precision") or None,
+            "precision_check": json.loads(meta["precision_check"])
+            if meta.get("precision_check")
+            else None,
+            "runtime": "torch" if meta.get("precision") == "bf16" else "onnxruntime",
             "images": counts["images"],
             "photos": counts["photos"],
             "generated": counts["generated"],

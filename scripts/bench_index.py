@@ -1,18 +1,31 @@
 #!/usr/bin/env python
-"""Indexing throughput on real photos, against two baselines measured in the same run.
+"""Indexing and cold-query speed on real photos, side by side with rclip, in one run.
 
-    python scripts/bench_index.py [--n 256] [--model ViT-B-32:random] [--repeat 1]
+    python scripts/bench_index.py [--n 300] [--rounds 3] [--no-rclip]
 
-1. **loop**: the per-image loop a tutorial writes: open, preprocess, `encode_image` one at a
-   time (open_clip's own transform).
-2. **batched**: the model's batched fp32 forward on pre-decoded tensors (decode time excluded):
-   the ceiling for the model alone.
-3. **index**: `Library.index()` on a fresh library (scan, read, hash, decode, encode, SQLite
-   commits, FAISS, index save), end to end.
+Same photos (`../shared/datasets/imagenet-sample`) and the same weights everywhere: OpenCLIP's
+ViT-B-32 with random weights (seed 0: the real cost, no download), exported once to ONNX.
+Every mode runs in its own process; rounds are interleaved (the modes' order rotates), so load
+on this shared machine falls on all alike; the medians and the per-round ratios are reported.
 
-Each runs in its own process (so peak RSS is its own); the same `--threads` for all.
-Prints JSON: images/s for each, index/batched and index/loop ratios, peak RSS.
-Random weights have the real cost, so `ViT-B-32:random` needs no download.
+In-process throughput (images/s, model already loaded):
+- `loop`: the per-image loop tutorials write (open_clip on torch, one image at a time);
+- `torch_forward`: torch's batched fp32 forward on pre-decoded tensors;
+- `ort_forward_fp32` / `ort_forward_int8`: ONNX Runtime's forward on pre-decoded uint8 batches
+  (the sessions clipsearch uses): the ceiling for `index` on each runtime;
+- `index_fp32` / `index_int8`: `Library.index()` of the photos into a library already set up
+  (its model loaded and its precision chosen on one other photo): scan, read, hash, decode,
+  perceptual hashes, encode, SQLite, FAISS, index file.
+
+Whole processes (what a user waits for), against rclip 3.x installed in a scratch venv under
+`.bench/` and pointed at an ONNX export of the same weights (its own 256 px default model is
+replaced by the 224 px export through its data folder; a wrapper sets its crop size to 224):
+- `cli_index_fp32` / `cli_index_int8` / `rclip_index`: add the photos to a library that holds
+  one photo (set-up excluded);
+- `cli_query` / `rclip_query`: a cold text query on that library (`--no-server`).
+
+Also: the FLOPs of one image, the CPU's measured fp32 matrix-multiply peak, and the fraction
+of it each runtime reaches. Prints JSON; figures go to docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -21,6 +34,8 @@ import argparse
 import json
 import os
 import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,160 +44,378 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = ROOT.parent / "shared" / "datasets" / "imagenet-sample"
+BENCH = ROOT / ".bench"
+MODEL = "ViT-B-32:random"
+RCLIP_VERSION = "3.3.0"
+IN_PROCESS = (
+    "loop",
+    "torch_forward",
+    "ort_forward_fp32",
+    "ort_forward_int8",
+    "index_fp32",
+    "index_int8",
+)
+QUERY = "a dog running on a beach"
 
 
 def photos(n: int) -> list[Path]:
     files = sorted(DATASET.glob("*.JPEG"))
-    if len(files) < n:
-        sys.exit(f"need {n} photos in {DATASET}, found {len(files)}")
-    return files[:n]
+    if len(files) < n + 1:
+        sys.exit(f"need {n + 1} photos in {DATASET}, found {len(files)}")
+    return files[: n + 1]  # the first one sets libraries up; the other n are timed
 
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def load_model(spec: str, threads: int | None):
-    import open_clip
+# --- in-process modes (run in a child process each) ---------------------------------------
+
+
+def _torch_model(threads: int | None):
     import torch
+
+    from clipsearch.model.torch_encoder import TorchEncoder
 
     if threads:
         torch.set_num_threads(threads)
-    arch, _, tag = spec.partition(":")
-    model, _, preprocess = open_clip.create_model_and_transforms(
-        arch, pretrained=None if tag == "random" else tag
-    )
-    return model.eval(), preprocess
+    return TorchEncoder(MODEL, device="cpu").load().torch_model
 
 
 def run_loop(args) -> dict:
+    import open_clip
     import torch
     from PIL import Image
 
-    model, preprocess = load_model(args.model, args.threads)
-    files = photos(args.n)
+    model = _torch_model(args.threads)
+    preprocess = open_clip.image_transform(224, is_train=False)
+    files = photos(args.n)[1:]
     with torch.inference_mode():
         model.encode_image(preprocess(Image.open(files[0]).convert("RGB"))[None])  # warm-up
         t0 = time.perf_counter()
         for f in files:
-            x = preprocess(Image.open(f).convert("RGB"))[None]
-            model.encode_image(x)
+            model.encode_image(preprocess(Image.open(f).convert("RGB"))[None])
         seconds = time.perf_counter() - t0
     return {"seconds": seconds, "images_per_s": len(files) / seconds}
 
 
-def run_batched(args) -> dict:
+def _pixels(files, params):
+    import numpy as np
+
+    from clipsearch.media.images import load_for_model
+
+    return np.stack([load_for_model(f, params)[0] for f in files])
+
+
+def run_torch_forward(args) -> dict:
     import torch
-    from PIL import Image
 
-    model, preprocess = load_model(args.model, args.threads)
-    files = photos(args.n)
-    tensors = torch.stack([preprocess(Image.open(f).convert("RGB")) for f in files])
-    with torch.inference_mode():
-        model.encode_image(tensors[: args.batch_size])  # warm-up
-        t0 = time.perf_counter()
-        for start in range(0, len(files), args.batch_size):
-            model.encode_image(tensors[start : start + args.batch_size])
-        seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "images_per_s": len(files) / seconds}
+    from clipsearch.model.torch_encoder import TorchEncoder
+
+    enc = TorchEncoder(MODEL, device="cpu", batch_size=args.batch_size).load()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    pixels = _pixels(photos(args.n)[1:], enc.params)
+    enc.encode_images(pixels[: args.batch_size])  # warm-up
+    t0 = time.perf_counter()
+    enc.encode_images(pixels)
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "images_per_s": len(pixels) / seconds}
 
 
-def run_index(args) -> dict:
+def run_ort_forward(args, precision: str) -> dict:
+    from clipsearch.model.encoder import Encoder
+
+    enc = Encoder(MODEL, batch_size=args.batch_size, threads=args.threads, precision=precision)
+    pixels = _pixels(photos(args.n)[1:], enc.params)
+    enc.encode_images(pixels[: args.batch_size])  # warm-up: the session
+    t0 = time.perf_counter()
+    enc.encode_images(pixels)
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "images_per_s": len(pixels) / seconds}
+
+
+def run_index(args, precision: str) -> dict:
     from clipsearch import Library
 
-    files = photos(args.n)
+    first, *files = photos(args.n)
     with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "photos"
+        setup, src = Path(tmp) / "setup", Path(tmp) / "photos"
+        setup.mkdir()
         src.mkdir()
+        (setup / first.name).symlink_to(first)
         for f in files:  # symlinks: the photos stay where they are
             (src / f.name).symlink_to(f)
         lib = Library.open(
             Path(tmp) / "lib",
-            model=args.model,
+            model=MODEL,
             batch_size=args.batch_size,
             threads=args.threads,
             workers=args.workers,
+            precision=precision,
         )
-        lib.encoder.load()  # model load is not indexing throughput (reported separately)
+        lib.index([setup])  # model loaded, precision chosen: not indexing throughput
         t0 = time.perf_counter()
         summary = lib.index([src])
         seconds = time.perf_counter() - t0
+        chosen = lib.precision
         lib.close()
     assert summary.added == len(files), summary.to_dict()
-    return {
-        "seconds": seconds,
-        "images_per_s": len(files) / seconds,
-        "stages": summary.timings,
-    }
+    assert chosen == precision, (chosen, precision)
+    return {"seconds": seconds, "images_per_s": len(files) / seconds, "stages": summary.timings}
 
 
 def child(args) -> None:
-    out = {"loop": run_loop, "batched": run_batched, "index": run_index}[args.child](args)
+    modes = {
+        "loop": run_loop,
+        "torch_forward": run_torch_forward,
+        "ort_forward_fp32": lambda a: run_ort_forward(a, "fp32"),
+        "ort_forward_int8": lambda a: run_ort_forward(a, "int8"),
+        "index_fp32": lambda a: run_index(a, "fp32"),
+        "index_int8": lambda a: run_index(a, "int8"),
+    }
+    out = modes[args.child](args)
     out["peak_rss_mb"] = round(peak_rss_mb(), 1)
     print(json.dumps(out))
 
 
-def spawn(mode: str, args) -> dict:
-    cmd = [
-        sys.executable,
-        __file__,
-        "--child",
-        mode,
-        "--n",
-        str(args.n),
-        "--model",
-        args.model,
-        "--batch-size",
-        str(args.batch_size),
-    ]
+def spawn(mode: str, args, env: dict) -> dict:
+    cmd = [sys.executable, __file__, "--child", mode, "--n", str(args.n)]
+    cmd += ["--batch-size", str(args.batch_size)]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     if args.workers is not None:
         cmd += ["--workers", str(args.workers)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if proc.returncode:
-        sys.exit(f"{mode} failed:\n{proc.stderr}")
+        sys.exit(f"{mode} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# --- whole processes: clipsearch's CLI and rclip ---------------------------------------------
+
+
+def rclip_venv() -> Path:
+    """rclip in a scratch venv (never a project dependency)."""
+    venv = BENCH / f"rclip-{RCLIP_VERSION}"
+    exe = venv / "bin" / "rclip"
+    if not exe.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [str(venv / "bin" / "pip"), "install", "-q", f"rclip=={RCLIP_VERSION}"], check=True
+        )
+    return venv
+
+
+def rclip_data(folder: Path) -> Path:
+    """rclip's data folder holding an ONNX export of our weights in rclip's conventions:
+    a float (N, 3, 224, 224) "input" image tower, an int64 "input" text tower, no output
+    normalisation, and open_clip's BPE vocabulary."""
+    models = folder / "ViT-B-32-256-datacomp_s34b_b86k"
+    if (models / "textual.onnx").exists():
+        return folder
+    import warnings
+
+    import open_clip
+    import torch
+    from open_clip.tokenizer import default_bpe
+
+    model = _torch_model(None)
+
+    class Text(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.m = model
+
+        def forward(self, x):
+            return self.m.encode_text(x)
+
+    models.mkdir(parents=True)
+    torch.backends.mha.set_fastpath_enabled(False)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        for module, example, name in (
+            (model.visual.eval(), torch.zeros(1, 3, 224, 224), "visual.onnx"),
+            (Text().eval(), open_clip.tokenize(["a"]), "textual.onnx"),
+        ):
+            torch.onnx.export(
+                module,
+                (example,),
+                str(models / name),
+                input_names=["input"],
+                output_names=["output"],
+                dynamic_axes={"input": {0: "b"}, "output": {0: "b"}},
+                opset_version=18,
+                dynamo=False,
+            )
+    (folder / "tokenizer").mkdir(exist_ok=True)
+    shutil.copy(default_bpe(), folder / "tokenizer" / "bpe_simple_vocab_16e6.txt.gz")
+    return folder
+
+
+RCLIP_WRAPPER = """
+import sys
+import rclip.utils.preprocess as pre
+pre.IMAGE_SIZE = 224  # our export is the 224 px ViT-B-32 (rclip's own default is 256 px)
+from rclip.main import main
+sys.argv[0] = "rclip"
+main()
+"""
+
+
+def timed(cmd: list[str], cwd: Path | None = None, env: dict | None = None) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - t0
+    if proc.returncode:
+        sys.exit(f"{cmd[:4]} failed:\n{proc.stderr[-3000:]}")
+    return seconds
+
+
+def whole_processes(args, env: dict, work: Path) -> dict[str, list[float]]:
+    first, *files = photos(args.n)
+    cli = str(Path(sys.executable).with_name("clipsearch"))
+    times: dict[str, list[float]] = {}
+    rclip = None if args.no_rclip else rclip_venv()
+    data = None if rclip is None else rclip_data(BENCH / "rclip-data-vit-b-32-random")
+    wrapper = work / "run_rclip.py"
+    wrapper.write_text(RCLIP_WRAPPER)
+    modes = ["cli_index_fp32", "cli_index_int8"] + ([] if rclip is None else ["rclip_index"])
+    for r in range(args.rounds):
+        for mode in modes[r % len(modes) :] + modes[: r % len(modes)]:
+            case = work / f"{mode}-{r}"
+            src = case / "photos"
+            src.mkdir(parents=True)
+            (src / first.name).symlink_to(first)
+            if mode.startswith("cli"):
+                lib = case / "lib"
+                precision = mode.rsplit("_", 1)[1]
+                base = [cli, "--library", str(lib), "--model", MODEL, "--precision", precision]
+                timed([*base, "index", str(src)], env=env)  # set-up: one photo
+                for f in files:
+                    (src / f.name).symlink_to(f)
+                times.setdefault(mode, []).append(timed([*base, "index", str(src)], env=env))
+                if precision == "int8":
+                    q = timed([cli, "--library", str(lib), "search", QUERY, "--no-server"], env=env)
+                    times.setdefault("cli_query_int8", []).append(q)
+                else:
+                    q = timed([cli, "--library", str(lib), "search", QUERY, "--no-server"], env=env)
+                    times.setdefault("cli_query_fp32", []).append(q)
+            else:
+                assert rclip is not None and data is not None
+                renv = {**env, "RCLIP_DATADIR": str(case / "rclip-data")}
+                shutil.copytree(data, case / "rclip-data", symlinks=True)
+                py = str(rclip / "bin" / "python")
+                timed([py, str(wrapper), "-t", "1", QUERY], cwd=src, env=renv)  # set-up
+                for f in files:
+                    (src / f.name).symlink_to(f)
+                times.setdefault(mode, []).append(
+                    timed([py, str(wrapper), "-t", "1", QUERY], cwd=src, env=renv)
+                )
+                q = timed([py, str(wrapper), "-n", "-t", "10", QUERY], cwd=src, env=renv)
+                times.setdefault("rclip_query", []).append(q)
+            shutil.rmtree(case, ignore_errors=True)
+    return times
+
+
+# --- the hardware ceiling -------------------------------------------------------------------
+
+
+def vit_b32_flops() -> float:
+    """Multiply-adds x 2 of ViT-B/32 at 224 px (patch embedding, 12 blocks, projection)."""
+    tokens, width, mlp, layers, patches = 50, 768, 3072, 12, 49
+    macs = patches * (3 * 32 * 32) * width
+    per_layer = tokens * width * 3 * width + 2 * tokens * tokens * width
+    per_layer += tokens * width * width + 2 * tokens * width * mlp
+    macs += layers * per_layer + width * 512
+    return 2.0 * macs
+
+
+def gemm_peak(threads: int) -> float:
+    """The best fp32 matrix-multiply rate NumPy's BLAS reaches here (FLOP/s)."""
+    import numpy as np
+
+    a = np.random.default_rng(0).random((2048, 2048), dtype=np.float32)
+    b = np.random.default_rng(1).random((2048, 2048), dtype=np.float32)
+    best = 0.0
+    for _ in range(5):
+        t0 = time.perf_counter()
+        a @ b
+        best = max(best, 2 * 2048**3 / (time.perf_counter() - t0))
+    return best
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--n", type=int, default=256)
-    p.add_argument("--model", default="ViT-B-32:random")
+    p.add_argument("--n", type=int, default=300)
+    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--repeat", type=int, default=1, help="runs of each mode; best is kept")
-    p.add_argument("--child", choices=["loop", "batched", "index"])
+    p.add_argument("--no-rclip", action="store_true", help="skip the rclip comparison")
+    p.add_argument("--child", choices=IN_PROCESS)
     args = p.parse_args()
     if args.child:
         child(args)
         return
-    results: dict[str, dict] = {}
-    for _ in range(args.repeat):
-        for mode in ("batched", "loop", "index"):
-            r = spawn(mode, args)
-            if mode not in results or r["images_per_s"] > results[mode]["images_per_s"]:
-                results[mode] = r
-    report = {
+    BENCH.mkdir(exist_ok=True)
+    env = {**os.environ, "CLIPSEARCH_CACHE": str(BENCH / "model-cache")}
+    runs: dict[str, list[dict]] = {m: [] for m in IN_PROCESS}
+    spawn("ort_forward_int8", args, env)  # export + quantize once, outside the timings
+    for r in range(args.rounds):
+        order = IN_PROCESS[r % len(IN_PROCESS) :] + IN_PROCESS[: r % len(IN_PROCESS)]
+        for mode in order:
+            runs[mode].append(spawn(mode, args, env))
+    with tempfile.TemporaryDirectory() as tmp:
+        procs = whole_processes(args, env, Path(tmp))
+
+    def med(mode: str) -> float:
+        return statistics.median(x["images_per_s"] for x in runs[mode])
+
+    def per_round(a: str, b: str) -> list[float]:
+        pairs = zip(runs[a], runs[b], strict=True)
+        return [round(x["images_per_s"] / y["images_per_s"], 3) for x, y in pairs]
+
+    def faster(slow: list[float], fast: list[float]) -> list[float]:
+        return [round(a / b, 3) for a, b in zip(slow, fast, strict=True)]
+
+    flops, peak = vit_b32_flops(), gemm_peak(args.threads or os.cpu_count() or 1)
+    report: dict = {
         "benchmark": "index",
         "n_images": args.n,
-        "model": args.model,
+        "rounds": args.rounds,
+        "model": MODEL,
         "batch_size": args.batch_size,
         "cpus": os.cpu_count(),
-        "loop": results["loop"],
-        "batched_forward": results["batched"],
-        "index": results["index"],
-        "ratio_index_vs_batched": round(
-            results["index"]["images_per_s"] / results["batched"]["images_per_s"], 3
-        ),
-        "ratio_index_vs_loop": round(
-            results["index"]["images_per_s"] / results["loop"]["images_per_s"], 3
-        ),
+        "images_per_s": {m: round(med(m), 2) for m in IN_PROCESS},
+        "peak_rss_mb": {m: max(x["peak_rss_mb"] for x in runs[m]) for m in IN_PROCESS},
+        "ratios": {
+            "index_fp32_vs_ort_forward_fp32": per_round("index_fp32", "ort_forward_fp32"),
+            "index_int8_vs_ort_forward_int8": per_round("index_int8", "ort_forward_int8"),
+            "ort_forward_fp32_vs_torch_forward": per_round("ort_forward_fp32", "torch_forward"),
+            "ort_forward_int8_vs_ort_forward_fp32": per_round(
+                "ort_forward_int8", "ort_forward_fp32"
+            ),
+            "index_fp32_vs_loop": per_round("index_fp32", "loop"),
+        },
+        "whole_process_seconds": {k: [round(v, 2) for v in vs] for k, vs in procs.items()},
+        "hardware": {
+            "gflop_per_image": round(flops / 1e9, 2),
+            "fp32_gemm_peak_gflops": round(peak / 1e9, 1),
+            "fraction_of_peak": {
+                m: round(med(m) * flops / peak, 3)
+                for m in ("torch_forward", "ort_forward_fp32", "ort_forward_int8")
+            },
+        },
     }
-    for r in results.values():
-        r["seconds"] = round(r["seconds"], 2)
-        r["images_per_s"] = round(r["images_per_s"], 2)
+    if "rclip_index" in procs:
+        rc, rq = procs["rclip_index"], procs["rclip_query"]
+        report["vs_rclip"] = {
+            "index_fp32_speedup": faster(rc, procs["cli_index_fp32"]),
+            "index_int8_speedup": faster(rc, procs["cli_index_int8"]),
+            "cold_query_fp32_speedup": faster(rq, procs["cli_query_fp32"]),
+            "cold_query_int8_speedup": faster(rq, procs["cli_query_int8"]),
+        }
     print(json.dumps(report, indent=2))
 
 

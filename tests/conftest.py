@@ -7,6 +7,7 @@ Everything is real: SQLite files, FAISS, open_clip (a tiny randomly initialised 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,19 @@ import pytest
 from click.testing import CliRunner, Result
 
 from tests.helpers import TINY_CFG, make_image, write_tiny_model
+
+
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ONNX exports and int8 models go to a temporary cache, for every process the tests run."""
+    folder = tmp_path_factory.mktemp("model-cache")
+    old = os.environ.get("CLIPSEARCH_CACHE")
+    os.environ["CLIPSEARCH_CACHE"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("CLIPSEARCH_CACHE", None)
+    else:
+        os.environ["CLIPSEARCH_CACHE"] = old
 
 
 @pytest.fixture(scope="session")

@@ -88,10 +88,18 @@ def _print_error(exc: ClipsearchError) -> None:
     help="Model for a new library: ARCH:TAG (default ViT-B-32:laion2b_s34b_b79k), "
     "hf-hub:ORG/REPO, local-dir:DIR, ARCH:/path/weights, or tiny-shapes.",
 )
-@click.option("--device", metavar="DEV", help="auto (default), cpu, cuda, cuda:N or mps.")
+@click.option(
+    "--device", metavar="DEV", help="auto (default), cpu, cuda, cuda:N, openvino or coreml."
+)
 @click.option("--batch-size", type=int, metavar="N", help="Images per model batch (default 32).")
 @click.option("--threads", type=int, metavar="N", help="CPU threads for the model.")
 @click.option("--workers", type=int, metavar="N", help="Image decoding threads.")
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "int8", "bf16"], case_sensitive=False),
+    help="Precision for a new library's vectors (default auto: the fastest that passes a "
+    "fidelity check against fp32 on your photos).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print only results and errors.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
 @click.version_option(__version__, prog_name="clipsearch")

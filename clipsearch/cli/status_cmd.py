@@ -48,7 +48,12 @@ def _print_status(info: dict[str, Any]) -> None:
     idx = info["index"]
     rows = [
         ("library", info["library"]),
-        ("model", f"{info['model']}" + (f" ({info['dim']}-d)" if info["dim"] else "")),
+        (
+            "model",
+            f"{info['model']}"
+            + (f" ({info['dim']}-d)" if info["dim"] else "")
+            + (f", {info['precision']} on {info['runtime']}" if info.get("precision") else ""),
+        ),
         ("images", f"{info['images']} ({info['photos']} photos, {info['generated']} generated)"),
         ("failures", str(info["failures"])),
         (

@@ -81,6 +81,18 @@ class GenerateResult:
         return out
 
 
+def require_torch() -> None:
+    """Generation optimises through CLIP (gradients): it needs torch, which search does not."""
+    from clipsearch.model.prepare import torch_available
+
+    if not torch_available():
+        raise GenerateError(
+            "generating pictures needs torch and open_clip, which are not installed here",
+            hint="Install the extra: pip install 'clipsearch[generate]' (indexing, search, "
+            "duplicates and tags do not need it).",
+        )
+
+
 def check_request(req: GenerateRequest) -> list[Prompt]:
     """Validate what needs no model; returns the parsed prompts."""
     prompts = parse_prompts(req.prompts)
@@ -135,6 +147,7 @@ def generate(
     `should_stop()` that returns True (a cancel) raises GenerationCancelled, nothing written.
     """
     prompts = check_request(req)
+    require_torch()
     lib.check_writable()  # another writer (a watch daemon)? say so now, not after minutes of
     # drawing (the picture is added under the writer lock at the end)
     out_path = _output_path(lib.path, req, prompts)  # fail early on a bad --out
@@ -246,7 +259,7 @@ def _build(lib: Any, req: GenerateRequest, prompts: list[Prompt]) -> _Parts:
 
         vqgan = load_vqgan(req.vqgan or default_vqgan(lib.model))
         vqgan_name = SHIPPED_VQGAN if req.vqgan is None else vqgan.source
-    enc = lib.encoder.load()
+    enc = lib.torch_encoder()  # CLIP guidance needs gradients: torch
     params = enc.params
     width, height = req.size or (params.size[0] if params.size[0] <= 128 else 256,) * 2
     if vqgan is not None:

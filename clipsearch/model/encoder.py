@@ -1,49 +1,35 @@
-"""The CLIP encoder: a model spec in, unit-length vectors out.
+"""The encoder: a model spec in, unit-length vectors out, on ONNX Runtime (no torch).
 
-The model loads on first use (`load()` or the first encode call). Images arrive as uint8
-batches already resized and cropped by `images.prepare` (decode threads never touch
-torch); the encoder normalises them on the model's device.
+The model's ONNX files are found (or exported once, or fetched) on first use, see
+`clipsearch.model.prepare`; each tower gets its session only when it is needed: a text query
+loads the text tower alone, an image query the image tower alone. Images arrive as the uint8
+batches decoding made (`media.images.prepare`). Query-time encoding runs on one thread (the
+model's and FAISS's thread pools would otherwise fight for the cores); batches use them all.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from clipsearch.errors import ModelError
 from clipsearch.media.images import PreprocessParams
-from clipsearch.model.specs import ModelSpec, ResolvedModel, resolve
+from clipsearch.model.onnx_model import OnnxModel
+from clipsearch.model.specs import ModelSpec
 
 log = logging.getLogger(__name__)
-# One-line notices for people waiting at a terminal (the CLI shows them unless --quiet).
 notice = logging.getLogger("clipsearch.notice")
 
-
-def pick_device(requested: str = "auto") -> str:
-    """'auto' means CUDA if available, then Apple MPS, else the CPU."""
-    import torch
-
-    if requested != "auto":
-        if requested.startswith("cuda") and not torch.cuda.is_available():
-            raise ModelError(
-                f"device {requested!r} was asked for but CUDA is not available here",
-                hint="Use --device cpu (or auto).",
-            )
-        return requested
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
+QUERY_TEXTS = 16  # up to this many texts are a query: one thread
 
 
 class Encoder:
-    """open_clip model + tokenizer + preprocessing parameters, loaded lazily."""
+    """A CLIP model on ONNX Runtime, loaded lazily, tower by tower (thread-safe)."""
+
+    runtime = "onnxruntime"
 
     def __init__(
         self,
@@ -52,18 +38,17 @@ class Encoder:
         device: str = "auto",
         batch_size: int = 32,
         threads: int | None = None,
+        precision: str = "fp32",
     ) -> None:
         self.spec = spec if isinstance(spec, ModelSpec) else ModelSpec.parse(spec)
-        self.requested_device = device
+        self.device = device
         self.batch_size = batch_size
         self.threads = threads
+        self.precision = precision
+        self._model: OnnxModel | None = None
+        self._sessions: dict[tuple[str, int | None], Any] = {}
+        self._tokenizer: Any = None
         self._lock = threading.Lock()
-        self._model = None
-        self._tokenizer = None
-        self._resolved: ResolvedModel | None = None
-        self._params: PreprocessParams | None = None
-        self._dim: int | None = None
-        self.device = "cpu"
 
     @property
     def canonical(self) -> str:
@@ -74,166 +59,112 @@ class Encoder:
         return self._model is not None
 
     def load(self) -> Encoder:
-        """Resolve and load the weights (idempotent). Raises ModelError with next steps."""
+        """Find the model's ONNX files (exporting or fetching them once); no session yet.
+
+        Raises ModelError with next steps when the model cannot be had.
+        """
         with self._lock:
             if self._model is None:
-                self._load()
+                from clipsearch.model.prepare import onnx_model
+
+                self._model = onnx_model(self.spec, self.precision)
         return self
 
-    def _load(self) -> None:
-        notice.info("loading the model %s ...", self.spec.canonical)
-        import torch
-
-        if self.threads:
-            torch.set_num_threads(self.threads)
-        resolved = resolve(self.spec)
-        device = pick_device(self.requested_device)
-        import open_clip
-
-        try:
-            with _quiet_open_clip(resolved.load_weights):
-                model = open_clip.create_model(
-                    resolved.model_name,
-                    pretrained=resolved.pretrained,
-                    load_weights=resolved.load_weights,
-                    require_pretrained=resolved.load_weights,
-                    force_preprocess_cfg=resolved.preprocess_overrides or None,
-                    device=device,
-                )
-                tokenizer = open_clip.get_tokenizer(resolved.model_name)
-        except ModelError:
-            raise
-        except Exception as exc:
-            raise ModelError(
-                f"cannot load model {self.spec.canonical}: {_first_line(exc)}",
-                hint="Check that the weights match the architecture (a state dict for this "
-                "open_clip model), or pick another --model.",
-            ) from None
-        model.eval()
-        if not resolved.load_weights:
-            log.warning(
-                "model %s has random weights: vectors carry no meaning (benchmarks only)",
-                self.spec.canonical,
-            )
-        cfg = open_clip.get_model_preprocess_cfg(model)
-        size = cfg.get("size", 224)
-        size = (size, size) if isinstance(size, int) else tuple(size)
-        self._params = PreprocessParams(
-            size=(int(size[0]), int(size[1])),
-            mean=tuple(float(x) for x in cfg.get("mean", PreprocessParams.mean)),
-            std=tuple(float(x) for x in cfg.get("std", PreprocessParams.std)),
-            interpolation=str(cfg.get("interpolation", "bicubic")),
-            resize_mode=str(cfg.get("resize_mode", "shortest")),
-            fill_color=int(cfg.get("fill_color", 0)),
-        )
-        self._mean = torch.tensor(self._params.mean, device=device).view(1, 3, 1, 1)
-        self._std = torch.tensor(self._params.std, device=device).view(1, 3, 1, 1)
-        self._resolved = resolved
-        self._tokenizer = tokenizer
-        self.device = device
-        with torch.inference_mode():
-            probe = model.encode_text(tokenizer(["a"]).to(device))
-        self._dim = int(probe.shape[-1])
-        self._model = model
-        log.info("loaded model %s on %s (dim %d)", self.spec.canonical, device, self._dim)
+    @property
+    def model(self) -> OnnxModel:
+        self.load()
+        assert self._model is not None
+        return self._model
 
     # --- facts about the model -------------------------------------------------------------
     @property
     def dim(self) -> int:
-        self.load()
-        assert self._dim is not None
-        return self._dim
+        return self.model.dim
 
     @property
     def params(self) -> PreprocessParams:
-        self.load()
-        assert self._params is not None
-        return self._params
-
-    @property
-    def logit_scale(self) -> float:
-        """The model's learned temperature (CLIP's `logit_scale.exp()`; 100 for OpenAI's)."""
-        self.load()
-        scale = getattr(self._model, "logit_scale", None)
-        return float(scale.detach().exp()) if scale is not None else 100.0
+        return self.model.params
 
     @property
     def fingerprint(self) -> str:
-        self.load()
-        assert self._resolved is not None
-        return self._resolved.fingerprint
+        return self.model.fingerprint
 
     @property
-    def torch_model(self):  # -> open_clip.CLIP (torch.nn.Module), loaded, in eval mode
-        """The open_clip model itself (for CLIP-guided generation)."""
-        self.load()
-        return self._model
-
-    @property
-    def tokenizer(self):  # -> open_clip tokenizer: list[str] -> LongTensor
-        self.load()
-        return self._tokenizer
+    def logit_scale(self) -> float:
+        return self.model.logit_scale
 
     # --- encoding ----------------------------------------------------------------------------
-    def encode_images(self, pixels: np.ndarray) -> np.ndarray:
-        """uint8 (N, H, W, 3) batches -> float32 (N, dim) unit vectors."""
-        import torch
+    def encode_images(self, pixels: np.ndarray, *, query: bool = False) -> np.ndarray:
+        """uint8 (N, H, W, 3) pictures -> float32 (N, dim) unit vectors.
 
-        self.load()
+        `query=True` (a search by image) runs on one thread.
+        """
         if len(pixels) == 0:
             return np.empty((0, self.dim), np.float32)
-        out = []
-        for start in range(0, len(pixels), self.batch_size):
-            chunk = torch.from_numpy(np.ascontiguousarray(pixels[start : start + self.batch_size]))
-            x = chunk.to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
-            x = (x - self._mean) / self._std
-            with torch.inference_mode(), self._autocast():
-                feats = self._model.encode_image(x)  # type: ignore[union-attr]
-            out.append(_unit(feats))
-        return np.concatenate(out)
+        sess = self._session("visual", 1 if query else self.threads)
+        inp = sess.get_inputs()[0]
+        if inp.type == "tensor(uint8)":
+            prepare = np.ascontiguousarray
+        else:  # float (N, 3, H, W), normalised here (Immich's exports)
+            mean = np.asarray(self.params.mean, np.float32).reshape(1, 3, 1, 1)
+            std = np.asarray(self.params.std, np.float32).reshape(1, 3, 1, 1)
+
+            def prepare(chunk: np.ndarray) -> np.ndarray:
+                x = chunk.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0)
+                return np.ascontiguousarray((x - mean) / std)
+
+        return self._run(sess, inp, pixels, prepare)
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """Texts -> float32 (N, dim) unit vectors."""
-        import torch
+        """Texts -> float32 (N, dim) unit vectors (a few texts, a query: one thread)."""
+        if not texts:
+            return np.empty((0, self.dim), np.float32)
+        ids = self._tokens(list(texts))
+        sess = self._session("textual", 1 if len(texts) <= QUERY_TEXTS else self.threads)
+        inp = sess.get_inputs()[0]
+        dtype = np.int32 if inp.type == "tensor(int32)" else np.int64
+        return self._run(sess, inp, ids, lambda chunk: chunk.astype(dtype, copy=False))
 
-        self.load()
+    def _run(self, sess: Any, inp: Any, data: np.ndarray, prepare: Any) -> np.ndarray:
+        fixed = inp.shape[0] if isinstance(inp.shape[0], int) else None
+        step = fixed or max(1, self.batch_size)
         out = []
-        for start in range(0, len(texts), max(self.batch_size, 64)):
-            tokens = self._tokenizer(list(texts[start : start + max(self.batch_size, 64)]))  # type: ignore[misc]
-            with torch.inference_mode(), self._autocast():
-                feats = self._model.encode_text(tokens.to(self.device))  # type: ignore[union-attr]
-            out.append(_unit(feats))
-        return np.concatenate(out) if out else np.empty((0, self.dim), np.float32)
+        for start in range(0, len(data), step):
+            chunk = data[start : start + step]
+            out.append(sess.run(None, {inp.name: prepare(chunk)})[0])
+        feats = np.concatenate(out).astype(np.float32, copy=False)
+        norms = np.linalg.norm(feats, axis=1, keepdims=True)
+        return feats / np.maximum(norms, 1e-12)
 
-    def _autocast(self):
-        import torch
+    def _tokens(self, texts: list[str]) -> np.ndarray:
+        if self._tokenizer is None:
+            from clipsearch.model.tokenizer import ClipTokenizer
 
-        if self.device.startswith("cuda"):
-            return torch.autocast("cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
+            m = self.model
+            with self._lock:
+                if self._tokenizer is None:
+                    self._tokenizer = ClipTokenizer(m.context_length, m.tokenizer)
+        return self._tokenizer(texts)
 
+    def _session(self, tower: str, threads: int | None) -> Any:
+        key = (tower, threads)
+        with self._lock:
+            sess = self._sessions.get(key)
+        if sess is not None:
+            return sess
+        from clipsearch.model.runtime import session
 
-def _unit(feats) -> np.ndarray:  # torch.Tensor -> np.ndarray
-    arr = feats.float().cpu().numpy().astype(np.float32, copy=False)
-    norms = np.linalg.norm(arr, axis=1, keepdims=True)
-    return arr / np.maximum(norms, 1e-12)
-
-
-@contextlib.contextmanager
-def _quiet_open_clip(expect_weights: bool) -> Iterator[None]:
-    """open_clip logs on the root logger; keep its chatter out of the user's terminal."""
-    root = logging.getLogger()
-    hf = logging.getLogger("huggingface_hub")
-    old_root, old_hf = root.level, hf.level
-    root.setLevel(logging.ERROR if expect_weights else logging.CRITICAL)
-    hf.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(old_root)
-        hf.setLevel(old_hf)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+        model = self.model
+        path = model.visual if tower == "visual" else model.textual
+        if not self._sessions:
+            notice.info("loading the model %s (%s) ...", self.canonical, model.precision)
+        made = session(path, self.device, threads)
+        log.info(
+            "loaded the %s tower of %s (%s, %s threads)",
+            tower,
+            self.canonical,
+            model.precision,
+            threads or "all",
+        )
+        with self._lock:
+            return self._sessions.setdefault(key, made)

@@ -28,7 +28,7 @@ from typing import Any, Literal
 from clipsearch.errors import ModelError
 from clipsearch.resources import data_dir
 
-SpecKind = Literal["tag", "file", "hf-hub", "local-dir", "shipped", "random"]
+SpecKind = Literal["tag", "file", "hf-hub", "local-dir", "onnx-dir", "shipped", "random"]
 
 # The tag a bare architecture name means. Others fall back to open_clip's first listed tag.
 DEFAULT_TAGS = {
@@ -68,6 +68,11 @@ class ModelSpec:
             if repo.count("/") != 1:
                 raise ModelError(f"bad hub model {text!r}: expected hf-hub:ORG/REPO", hint=_FORMS)
             return cls("hf-hub", source=repo)
+        if text.startswith("onnx-dir:"):
+            folder = text[len("onnx-dir:") :]
+            if not folder:
+                raise ModelError("empty folder after 'onnx-dir:'", hint=_FORMS)
+            return cls("onnx-dir", source=str(Path(folder).expanduser().resolve()))
         if text.startswith("local-dir:"):
             folder = text[len("local-dir:") :]
             if not folder:
@@ -101,6 +106,8 @@ class ModelSpec:
             return f"hf-hub:{self.source}"
         if self.kind == "local-dir":
             return f"local-dir:{self.source}"
+        if self.kind == "onnx-dir":
+            return f"onnx-dir:{self.source}"
         if self.kind == "random":
             return f"{self.arch}:random"
         if self.kind == "tag" and self.source is None:
@@ -113,7 +120,8 @@ class ModelSpec:
 
 _FORMS = (
     "A model spec is one of: ARCH:TAG (e.g. ViT-B-32:laion2b_s34b_b79k), ARCH:/path/weights.pt, "
-    "hf-hub:ORG/REPO, local-dir:DIR, DIR, tiny-shapes (shipped demo model)."
+    "hf-hub:ORG/REPO, local-dir:DIR, onnx-dir:DIR (ONNX files), DIR, tiny-shapes (shipped "
+    "demo model)."
 )
 
 
@@ -164,7 +172,7 @@ def resolve(spec: ModelSpec) -> ResolvedModel:
         )
         _check_model_dir(spec, folder)
         return ResolvedModel(
-            spec, f"local-dir:{folder}", None, True, {}, fingerprint=_fingerprint_dir(folder)
+            spec, f"local-dir:{folder}", None, True, {}, fingerprint=fingerprint_dir(folder)
         )
     if spec.kind == "random":
         _check_arch(spec)
@@ -178,7 +186,7 @@ def resolve(spec: ModelSpec) -> ResolvedModel:
             )
         _check_arch(spec)
         return ResolvedModel(
-            spec, str(spec.arch), str(path), True, {}, fingerprint=_fingerprint_files([path])
+            spec, str(spec.arch), str(path), True, {}, fingerprint=fingerprint_files([path])
         )
     if spec.kind == "hf-hub":
         folder = _hub_snapshot(spec, str(spec.source))
@@ -230,7 +238,7 @@ def _weights_in(folder: Path) -> list[Path]:
     )
 
 
-def _fingerprint_files(paths: list[Path]) -> str:
+def fingerprint_files(paths: list[Path]) -> str:
     """A cheap content fingerprint: sizes plus the first and last MiB of each file."""
     h = hashlib.blake2b(digest_size=12)
     for path in paths:
@@ -244,8 +252,8 @@ def _fingerprint_files(paths: list[Path]) -> str:
     return h.hexdigest()
 
 
-def _fingerprint_dir(folder: Path) -> str:
-    return _fingerprint_files([folder / CONFIG_NAME, *_weights_in(folder)])
+def fingerprint_dir(folder: Path) -> str:
+    return fingerprint_files([folder / CONFIG_NAME, *_weights_in(folder)])
 
 
 # --- the hub -----------------------------------------------------------------------------
@@ -267,18 +275,27 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def _offline_error(spec: ModelSpec, cause: str, hub_repo: str | None) -> ModelError:
+def _offline_error(
+    spec: ModelSpec, cause: str, hub_repo: str | None, onnx_repo: str | None = None
+) -> ModelError:
     where = f"https://huggingface.co/{hub_repo}" if hub_repo else "its source"
-    lines = [
-        f"Ways to use {spec.canonical} without a download here:",
-        f"  1. On a machine with internet, download open_clip_config.json and "
-        f"open_clip_model.safetensors from {where} into a folder, copy it here, and pass "
-        f"--model local-dir:FOLDER",
-        "  2. Copy a Hugging Face cache that holds it (~/.cache/huggingface) to this machine, "
+    lines = [f"Ways to use {spec.canonical} without a download here:"]
+    if onnx_repo:
+        lines.append(
+            f"  - Its ONNX export (no torch needed): on a machine with internet, download "
+            f"config.json and the visual/ and textual/ folders of "
+            f"https://huggingface.co/{onnx_repo} into a folder, copy it here, and pass "
+            "--model onnx-dir:FOLDER"
+        )
+    lines += [
+        f"  - Its open_clip weights (needs clipsearch[torch] for a one-time export): download "
+        f"open_clip_config.json and open_clip_model.safetensors from {where} into a folder, "
+        "copy it here, and pass --model local-dir:FOLDER",
+        "  - Copy a Hugging Face cache that holds it (~/.cache/huggingface) to this machine, "
         "or point HF_HOME at one",
     ]
     if spec.arch:
-        lines.append(f"  3. Pass a weights file: --model {spec.arch}:/path/to/weights.safetensors")
+        lines.append(f"  - Pass a weights file: --model {spec.arch}:/path/to/weights.safetensors")
     lines.append(
         "  Or try the small shipped demo model (shapes only, not for photos): --model tiny-shapes"
     )

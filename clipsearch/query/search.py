@@ -111,7 +111,7 @@ class Searcher:
             pixels, _ = load_for_model(path, self.encoder.params)
         except UnreadableImage as exc:
             raise QueryError(f"cannot use query image {path}: {exc.reason}") from None
-        return self.encoder.encode_images(pixels[None])[0]
+        return self.encoder.encode_images(pixels[None], query=True)[0]
 
     def _id_vector(self, image_id: int) -> np.ndarray:
         _, vecs = self.store.get_vectors([image_id], self.dim)

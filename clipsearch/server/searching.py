@@ -74,7 +74,7 @@ class QueryEngine:
         else:
             encoder = self.lib.encoder
             pixels, info = load_for_model(data, encoder.params)
-            vector = encoder.encode_images(pixels[None])[0]
+            vector = encoder.encode_images(pixels[None], query=True)[0]
             width, height, fmt, match = info.width, info.height, info.format, None
         upload = schemas.Upload(
             id="up_" + secrets.token_urlsafe(12),

@@ -72,3 +72,11 @@ def test_existing_library_upgrades_in_place_and_keeps_its_data(tmp_path):
         conn.execute(text("INSERT INTO tags (image_id, label, score) VALUES (7, 'dog', 0.9)"))
         conn.execute(text("DELETE FROM images WHERE id = 7"))
         assert conn.execute(text("SELECT count(*) FROM tags")).scalar() == 0  # cascades
+
+
+def test_the_fast_schema_check_knows_the_newest_migration():
+    from alembic.script import ScriptDirectory
+
+    from clipsearch.store.db import SCHEMA_HEAD, _alembic_config
+
+    assert ScriptDirectory.from_config(_alembic_config()).get_current_head() == SCHEMA_HEAD
