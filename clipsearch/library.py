@@ -82,6 +82,7 @@ class Library:
         self._lock = WriterLock(path)
         self._encoder: Encoder | None = None
         self._torch_encoder: TorchEncoder | None = None
+        self._encoder_checked: tuple[int, int | None] | None = None
         self.vectors = VectorCache(path, store, self._lock)  # the FAISS index, kept in step
 
     # --- opening ------------------------------------------------------------------------
@@ -196,6 +197,17 @@ class Library:
             return TorchEncoder(model or self.model, precision="bf16", **options)  # type: ignore[return-value]
         return Encoder(model or self.model, precision=precision, **options)
 
+    def adopt_encoder(self, encoder: Encoder | None) -> None:
+        """Use an encoder made (and warmed) elsewhere, if it is this library's model at its
+        precision; otherwise it is ignored."""
+        if (
+            encoder is not None
+            and self._encoder is None
+            and encoder.canonical == self.model
+            and getattr(encoder, "precision", None) == self.precision
+        ):
+            self._encoder = encoder
+
     def torch_encoder(self) -> TorchEncoder:
         """The library's model on torch (for generation: it needs gradients). Needs the
         `[torch]` extra; raises ModelError saying so when it is missing."""
@@ -247,8 +259,12 @@ class Library:
         )
 
     def _loaded_encoder(self) -> Encoder:
-        """The encoder, loaded and checked against what the library recorded."""
+        """The encoder, loaded and checked against what the library recorded (again only
+        when the database changed since)."""
         enc = self.encoder.load()
+        version = self.store.data_version()
+        if version is not None and self._encoder_checked == (id(enc), version):
+            return enc
         meta = self.store.all_meta()
         recorded_fp, recorded_dim = meta.get("model_fingerprint", ""), meta.get("dim", "")
         if recorded_fp and enc.fingerprint and recorded_fp != enc.fingerprint:
@@ -265,6 +281,7 @@ class Library:
             )
         if ((not recorded_fp and enc.fingerprint) or not recorded_dim) and self._lock.held:
             self.store.set_meta({"model_fingerprint": enc.fingerprint, "dim": str(enc.dim)})
+        self._encoder_checked = (id(enc), self.store.data_version())
         return enc
 
     @property
@@ -497,7 +514,7 @@ class Library:
 
     def run_query(self, query: Query) -> list[SearchResult]:
         """Run a prepared :class:`Query`."""
-        dim = self.dim
+        dim = self.vectors.current_dim()
         if dim is None:
             return []
         searcher = Searcher(self.store, self.vectors.reading, self._loaded_encoder, dim)
@@ -728,7 +745,7 @@ class Library:
     # --- lifetime -----------------------------------------------------------------------
     def close(self) -> None:
         self._lock.release()
-        self.store.engine.dispose()
+        self.store.close()
 
     def __enter__(self) -> Library:
         return self

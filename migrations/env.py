@@ -9,10 +9,10 @@ clipsearch runs these migrations itself when it opens a library. To write a new 
 from alembic import context
 from sqlalchemy import create_engine
 
-from clipsearch.store.tables import Base
+from clipsearch.store.tables import metadata
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = metadata
 
 
 def run_migrations() -> None:

@@ -14,14 +14,14 @@ In-process throughput (images/s, model already loaded):
 - `ort_forward_fp32` / `ort_forward_int8`: ONNX Runtime's forward on pre-decoded uint8 batches
   (the sessions clipsearch uses): the ceiling for `index` on each runtime;
 - `index_fp32` / `index_int8`: `Library.index()` of the photos into a library already set up
-  (its model loaded and its precision chosen on one other photo): scan, read, hash, decode,
+  (its model loaded and its precision chosen on 48 other photos): scan, read, hash, decode,
   perceptual hashes, encode, SQLite, FAISS, index file.
 
 Whole processes (what a user waits for), against rclip 3.x installed in a scratch venv under
 `.bench/` and pointed at an ONNX export of the same weights (its own 256 px default model is
 replaced by the 224 px export through its data folder; a wrapper sets its crop size to 224):
 - `cli_index_fp32` / `cli_index_int8` / `rclip_index`: add the photos to a library that holds
-  one photo (set-up excluded);
+  48 others (set-up excluded);
 - `cli_query` / `rclip_query`: a cold text query on that library (`--no-server`).
 
 Also: the FLOPs of one image, the CPU's measured fp32 matrix-multiply peak, and the fraction
@@ -58,11 +58,15 @@ IN_PROCESS = (
 QUERY = "a dog running on a beach"
 
 
-def photos(n: int) -> list[Path]:
+SETUP = 48  # photos that set a library up (its precision is checked on them); not timed
+
+
+def photos(n: int) -> tuple[list[Path], list[Path]]:
+    """(set-up photos, the n timed photos): distinct files of the sample."""
     files = sorted(DATASET.glob("*.JPEG"))
-    if len(files) < n + 1:
-        sys.exit(f"need {n + 1} photos in {DATASET}, found {len(files)}")
-    return files[: n + 1]  # the first one sets libraries up; the other n are timed
+    if len(files) < n + SETUP:
+        sys.exit(f"need {n + SETUP} photos in {DATASET}, found {len(files)}")
+    return files[:SETUP], files[SETUP : SETUP + n]
 
 
 def peak_rss_mb() -> float:
@@ -89,7 +93,7 @@ def run_loop(args) -> dict:
 
     model = _torch_model(args.threads)
     preprocess = open_clip.image_transform(224, is_train=False)
-    files = photos(args.n)[1:]
+    files = photos(args.n)[1]
     with torch.inference_mode():
         model.encode_image(preprocess(Image.open(files[0]).convert("RGB"))[None])  # warm-up
         t0 = time.perf_counter()
@@ -115,7 +119,7 @@ def run_torch_forward(args) -> dict:
     enc = TorchEncoder(MODEL, device="cpu", batch_size=args.batch_size).load()
     if args.threads:
         torch.set_num_threads(args.threads)
-    pixels = _pixels(photos(args.n)[1:], enc.params)
+    pixels = _pixels(photos(args.n)[1], enc.params)
     enc.encode_images(pixels[: args.batch_size])  # warm-up
     t0 = time.perf_counter()
     enc.encode_images(pixels)
@@ -127,7 +131,7 @@ def run_ort_forward(args, precision: str) -> dict:
     from clipsearch.model.encoder import Encoder
 
     enc = Encoder(MODEL, batch_size=args.batch_size, threads=args.threads, precision=precision)
-    pixels = _pixels(photos(args.n)[1:], enc.params)
+    pixels = _pixels(photos(args.n)[1], enc.params)
     enc.encode_images(pixels[: args.batch_size])  # warm-up: the session
     t0 = time.perf_counter()
     enc.encode_images(pixels)
@@ -138,12 +142,13 @@ def run_ort_forward(args, precision: str) -> dict:
 def run_index(args, precision: str) -> dict:
     from clipsearch import Library
 
-    first, *files = photos(args.n)
+    first, files = photos(args.n)
     with tempfile.TemporaryDirectory() as tmp:
         setup, src = Path(tmp) / "setup", Path(tmp) / "photos"
         setup.mkdir()
         src.mkdir()
-        (setup / first.name).symlink_to(first)
+        for f in first:
+            (setup / f.name).symlink_to(f)
         for f in files:  # symlinks: the photos stay where they are
             (src / f.name).symlink_to(f)
         lib = Library.open(
@@ -273,7 +278,7 @@ def timed(cmd: list[str], cwd: Path | None = None, env: dict | None = None) -> f
 
 
 def whole_processes(args, env: dict, work: Path) -> dict[str, list[float]]:
-    first, *files = photos(args.n)
+    first, files = photos(args.n)
     cli = str(Path(sys.executable).with_name("clipsearch"))
     times: dict[str, list[float]] = {}
     rclip = None if args.no_rclip else rclip_venv()
@@ -286,12 +291,13 @@ def whole_processes(args, env: dict, work: Path) -> dict[str, list[float]]:
             case = work / f"{mode}-{r}"
             src = case / "photos"
             src.mkdir(parents=True)
-            (src / first.name).symlink_to(first)
+            for f in first:
+                (src / f.name).symlink_to(f)
             if mode.startswith("cli"):
                 lib = case / "lib"
                 precision = mode.rsplit("_", 1)[1]
                 base = [cli, "--library", str(lib), "--model", MODEL, "--precision", precision]
-                timed([*base, "index", str(src)], env=env)  # set-up: one photo
+                timed([*base, "index", str(src)], env=env)  # set-up: the first photos
                 for f in files:
                     (src / f.name).symlink_to(f)
                 times.setdefault(mode, []).append(timed([*base, "index", str(src)], env=env))
@@ -329,6 +335,27 @@ def vit_b32_flops() -> float:
     per_layer += tokens * width * width + 2 * tokens * width * mlp
     macs += layers * per_layer + width * 512
     return 2.0 * macs
+
+
+def theoretical_peak() -> dict:
+    """fp32 FLOP/s and int8 op/s the cores could do at the clock /proc/cpuinfo reports.
+
+    Assumes two FMA pipes per core of the widest vector the flags name (512 bits with
+    AVX-512: 64 fp32 FLOP/cycle/core, as on AMD Zen 5) and VNNI's four int8 multiply-adds per
+    32-bit lane for int8.
+    """
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    mhz = max(float(line.split(":")[1]) for line in info.splitlines() if line.startswith("cpu MHz"))
+    flags = next(line for line in info.splitlines() if line.startswith("flags")).split()
+    lanes = 16 if "avx512f" in flags else 8
+    per_cycle = 2 * lanes * 2  # two FMA pipes, a multiply and an add each
+    cores = os.cpu_count() or 1
+    fp32 = cores * per_cycle * mhz * 1e6
+    vnni = "avx512_vnni" in flags or "avx_vnni" in flags
+    return {"mhz": mhz, "fp32_flops": fp32, "int8_ops": fp32 * (4 if vnni else 2)}
 
 
 def gemm_peak(threads: int) -> float:
@@ -380,6 +407,7 @@ def main() -> None:
         return [round(a / b, 3) for a, b in zip(slow, fast, strict=True)]
 
     flops, peak = vit_b32_flops(), gemm_peak(args.threads or os.cpu_count() or 1)
+    ceiling = theoretical_peak()
     report: dict = {
         "benchmark": "index",
         "n_images": args.n,
@@ -401,11 +429,20 @@ def main() -> None:
         "whole_process_seconds": {k: [round(v, 2) for v in vs] for k, vs in procs.items()},
         "hardware": {
             "gflop_per_image": round(flops / 1e9, 2),
-            "fp32_gemm_peak_gflops": round(peak / 1e9, 1),
-            "fraction_of_peak": {
-                m: round(med(m) * flops / peak, 3)
-                for m in ("torch_forward", "ort_forward_fp32", "ort_forward_int8")
-            },
+            "numpy_fp32_gemm_gflops": round(peak / 1e9, 1),
+            "cpu_mhz": ceiling.get("mhz"),
+            "theoretical_fp32_gflops": round(ceiling.get("fp32_flops", 0) / 1e9, 1),
+            "theoretical_int8_gops": round(ceiling.get("int8_ops", 0) / 1e9, 1),
+            "fraction_of_theoretical": {
+                m: round(med(m) * flops / ceiling[key], 3)
+                for m, key in (
+                    ("torch_forward", "fp32_flops"),
+                    ("ort_forward_fp32", "fp32_flops"),
+                    ("ort_forward_int8", "int8_ops"),
+                )
+            }
+            if ceiling
+            else None,
         },
     }
     if "rclip_index" in procs:

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Build clipsearch/model/clip_bpe.json.gz: CLIP's BPE tokenizer as a `tokenizers` JSON.
+"""Build clipsearch/model/clip_bpe.json.gz (CLIP's BPE tokenizer as a `tokenizers` JSON) and
+clip_words.json.gz (ASCII words with their ids, the cold-query fast path).
 
     python scripts/build_clip_tokenizer.py        # needs open_clip (the [torch] extra)
 
@@ -21,11 +22,13 @@ sys.path.insert(0, str(ROOT))
 def main() -> None:
     from open_clip.tokenizer import default_bpe
 
-    from clipsearch.model.tokenizer import SHIPPED, build
+    from clipsearch.model.tokenizer import SHIPPED, WORDS, build, build_words, words_file
 
     text = build(Path(default_bpe()))
     SHIPPED.write_bytes(gzip.compress(text.encode("utf-8"), mtime=0))
     print(f"wrote {SHIPPED} ({SHIPPED.stat().st_size} bytes)")
+    WORDS.write_bytes(words_file(build_words(text)))
+    print(f"wrote {WORDS} ({WORDS.stat().st_size} bytes)")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ class Encoder:
     """A CLIP model on ONNX Runtime, loaded lazily, tower by tower (thread-safe)."""
 
     runtime = "onnxruntime"
+    decode_priority = 0  # decode threads beside it at the same priority (see ingest.run)
 
     def __init__(
         self,
@@ -92,6 +93,11 @@ class Encoder:
     @property
     def logit_scale(self) -> float:
         return self.model.logit_scale
+
+    def warm_text(self) -> None:
+        """Load what a text query needs (the tokenizer, the text tower) ahead of it."""
+        self._tokens(["warm"])
+        self._session("textual", 1)
 
     # --- encoding ----------------------------------------------------------------------------
     def encode_images(self, pixels: np.ndarray, *, query: bool = False) -> np.ndarray:

@@ -51,6 +51,9 @@ class TorchEncoder:
     bf16 instructions); vectors come out as float32 either way.
     """
 
+    runtime = "torch"
+    decode_priority = 10  # decode threads yield to torch's (see ingest.run)
+
     def __init__(
         self,
         spec: str | ModelSpec,

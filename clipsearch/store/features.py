@@ -18,7 +18,7 @@ from clipsearch.store.tables import Image, Tag
 def missing_hashes(store: Store) -> list[tuple[int, str]]:
     """(id, path) of images with no perceptual hashes yet (indexed before they existed)."""
     with store.engine.connect() as conn:
-        q = select(Image.id, Image.path).where(Image.phash.is_(None)).order_by(Image.id)
+        q = select(Image.c.id, Image.c.path).where(Image.c.phash.is_(None)).order_by(Image.c.id)
         return [(int(i), p) for i, p in conn.execute(q)]
 
 
@@ -28,7 +28,7 @@ def set_hashes(store: Store, hashes: dict[int, tuple[int, int, int, int]]) -> No
         return
     stmt = (
         update(Image)
-        .where(Image.id == bindparam("row_id"))
+        .where(Image.c.id == bindparam("row_id"))
         .values(
             phash=bindparam("p"),
             dhash=bindparam("d"),
@@ -44,10 +44,10 @@ def set_hashes(store: Store, hashes: dict[int, tuple[int, int, int, int]]) -> No
 
 def get_hashes(store: Store, ids: Iterable[int]) -> dict[int, tuple[int, int, int, int]]:
     out: dict[int, tuple[int, int, int, int]] = {}
-    cols = (Image.id, Image.phash, Image.dhash, Image.phash_mirror, Image.dhash_mirror)
+    cols = (Image.c.id, Image.c.phash, Image.c.dhash, Image.c.phash_mirror, Image.c.dhash_mirror)
     with store.engine.connect() as conn:
         for chunk in _chunks([int(i) for i in ids]):
-            q = select(*cols).where(Image.id.in_(chunk), Image.phash.is_not(None))
+            q = select(*cols).where(Image.c.id.in_(chunk), Image.c.phash.is_not(None))
             for r in conn.execute(q):
                 out[int(r[0])] = (int(r[1]), int(r[2]), int(r[3]), int(r[4]))
     return out
@@ -55,9 +55,11 @@ def get_hashes(store: Store, ids: Iterable[int]) -> dict[int, tuple[int, int, in
 
 def all_hashes(store: Store) -> tuple[np.ndarray, np.ndarray]:
     """(ids, hashes) of every image that has them: int64 (N,) and int64 (N, 4)."""
-    cols = (Image.id, Image.phash, Image.dhash, Image.phash_mirror, Image.dhash_mirror)
+    cols = (Image.c.id, Image.c.phash, Image.c.dhash, Image.c.phash_mirror, Image.c.dhash_mirror)
     with store.engine.connect() as conn:
-        rows = conn.execute(select(*cols).where(Image.phash.is_not(None)).order_by(Image.id)).all()
+        rows = conn.execute(
+            select(*cols).where(Image.c.phash.is_not(None)).order_by(Image.c.id)
+        ).all()
     if not rows:
         return np.empty(0, np.int64), np.empty((0, 4), np.int64)
     arr = np.asarray(rows, dtype=np.int64)
@@ -67,7 +69,7 @@ def all_hashes(store: Store) -> tuple[np.ndarray, np.ndarray]:
 def all_content_hashes(store: Store) -> list[tuple[int, str]]:
     """(id, content hash) of every image."""
     with store.engine.connect() as conn:
-        return [(int(i), h) for i, h in conn.execute(select(Image.id, Image.content_hash))]
+        return [(int(i), h) for i, h in conn.execute(select(Image.c.id, Image.c.content_hash))]
 
 
 # --- tags ---------------------------------------------------------------------------------
@@ -85,7 +87,7 @@ def replace_tags(
             conn.execute(delete(Tag))
         else:
             for chunk in _chunks(list(tags)):
-                conn.execute(delete(Tag).where(Tag.image_id.in_(chunk)))
+                conn.execute(delete(Tag).where(Tag.c.image_id.in_(chunk)))
         rows = [
             {"image_id": i, "label": label, "score": float(score)}
             for i, labels in tags.items()
@@ -94,7 +96,7 @@ def replace_tags(
         # Only images that still exist (one may have left the library meanwhile).
         existing: set[int] = set()
         for chunk in _chunks(list(tags)):
-            existing.update(conn.execute(select(Image.id).where(Image.id.in_(chunk))).scalars())
+            existing.update(conn.execute(select(Image.c.id).where(Image.c.id.in_(chunk))).scalars())
         rows = [r for r in rows if r["image_id"] in existing]
         for start in range(0, len(rows), _CHUNK):
             conn.execute(insert(Tag), rows[start : start + _CHUNK])
@@ -105,8 +107,8 @@ def tags_of(store: Store, ids: Iterable[int]) -> dict[int, list[tuple[str, float
     out: dict[int, list[tuple[str, float]]] = {}
     with store.engine.connect() as conn:
         for chunk in _chunks([int(i) for i in ids]):
-            q = select(Tag.image_id, Tag.label, Tag.score).where(Tag.image_id.in_(chunk))
-            for i, label, score in conn.execute(q.order_by(Tag.image_id, Tag.score.desc())):
+            q = select(Tag.c.image_id, Tag.c.label, Tag.c.score).where(Tag.c.image_id.in_(chunk))
+            for i, label, score in conn.execute(q.order_by(Tag.c.image_id, Tag.c.score.desc())):
                 out.setdefault(int(i), []).append((label, float(score)))
     return out
 
@@ -114,15 +116,15 @@ def tags_of(store: Store, ids: Iterable[int]) -> dict[int, list[tuple[str, float
 def ids_with_tag(store: Store, label: str) -> np.ndarray:
     """Ids of images carrying `label` (case-insensitive)."""
     with store.engine.connect() as conn:
-        q = select(Tag.image_id).where(func.lower(Tag.label) == label.strip().lower())
+        q = select(Tag.c.image_id).where(func.lower(Tag.c.label) == label.strip().lower())
         return np.fromiter(conn.execute(q).scalars(), dtype=np.int64)
 
 
 def tag_counts(store: Store) -> list[tuple[str, int]]:
     """Every label in use with how many images carry it, most used first."""
     with store.engine.connect() as conn:
-        q = select(Tag.label, func.count()).group_by(Tag.label)
-        rows = conn.execute(q.order_by(func.count().desc(), Tag.label)).all()
+        q = select(Tag.c.label, func.count()).group_by(Tag.c.label)
+        rows = conn.execute(q.order_by(func.count().desc(), Tag.c.label)).all()
     return [(label, int(n)) for label, n in rows]
 
 
@@ -131,6 +133,6 @@ def ids_with_vectors_after(store: Store, ids: Iterable[int]) -> list[int]:
     out: list[int] = []
     with store.engine.connect() as conn:
         for chunk in _chunks([int(i) for i in ids]):
-            q = select(Image.id).where(Image.id.in_(chunk), Image.embedding.is_not(None))
+            q = select(Image.c.id).where(Image.c.id.in_(chunk), Image.c.embedding.is_not(None))
             out.extend(int(i) for i in conn.execute(q).scalars())
     return out

@@ -8,6 +8,8 @@ index file (and any reader process) catches up.
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -110,19 +112,25 @@ class Changes:
 
 
 _ROW_COLUMNS = (
-    Image.id,
-    Image.path,
-    Image.size,
-    Image.mtime_ns,
-    Image.content_hash,
-    Image.width,
-    Image.height,
-    Image.format,
-    Image.taken_at,
-    Image.source,
-    Image.added_at,
-    Image.updated_at,
-    Image.embedding.is_not(None),
+    Image.c.id,
+    Image.c.path,
+    Image.c.size,
+    Image.c.mtime_ns,
+    Image.c.content_hash,
+    Image.c.width,
+    Image.c.height,
+    Image.c.format,
+    Image.c.taken_at,
+    Image.c.source,
+    Image.c.added_at,
+    Image.c.updated_at,
+    Image.c.embedding.is_not(None),
+)
+
+
+_ROWS_SQL = (
+    "SELECT id, path, size, mtime_ns, content_hash, width, height, format, taken_at, source, "
+    "added_at, updated_at, embedding IS NOT NULL FROM images"
 )
 
 
@@ -157,16 +165,44 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._watch: sqlite3.Connection | None = None
+        self._watch_lock = threading.Lock()
+
+    def data_version(self) -> int | None:
+        """A number that changes whenever another connection commits (`PRAGMA data_version`
+        on a connection of its own: microseconds). Callers remember the last one they saw to
+        skip re-reading what cannot have changed; None when it cannot tell."""
+        with self._watch_lock:
+            try:
+                if self._watch is None:
+                    self._watch = sqlite3.connect(
+                        f"file:{self.path}?mode=ro", uri=True, check_same_thread=False
+                    )
+                return int(self._watch.execute("PRAGMA data_version").fetchone()[0])
+            except sqlite3.Error:
+                return None
+
+    def close(self) -> None:
+        with self._watch_lock:
+            if self._watch is not None:
+                self._watch.close()
+                self._watch = None
+        self.engine.dispose()
+
+    @property
+    def path(self) -> str:
+        """The database file."""
+        return str(self.engine.url.database)
 
     # --- meta ------------------------------------------------------------------------
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         with self.engine.connect() as conn:
-            value = conn.execute(select(Meta.value).where(Meta.key == key)).scalar()
+            value = conn.execute(select(Meta.c.value).where(Meta.c.key == key)).scalar()
         return default if value is None else value
 
     def all_meta(self) -> dict[str, str]:
         with self.engine.connect() as conn:
-            return dict(conn.execute(select(Meta.key, Meta.value)).all())
+            return dict(conn.execute(select(Meta.c.key, Meta.c.value)).all())
 
     def set_meta(self, values: dict[str, str]) -> None:
         with self.engine.begin() as conn:
@@ -178,7 +214,7 @@ class Store:
             stmt = sqlite_insert(Meta).values(key=key, value=str(value))
             conn.execute(
                 stmt.on_conflict_do_update(
-                    index_elements=[Meta.key], set_={"value": stmt.excluded.value}
+                    index_elements=[Meta.c.key], set_={"value": stmt.excluded.value}
                 )
             )
 
@@ -190,18 +226,30 @@ class Store:
     # --- reads -----------------------------------------------------------------------
     def rows_under(self, roots: Iterable[str]) -> dict[str, ImageRow]:
         with self.engine.connect() as conn:
-            rows = conn.execute(select(*_ROW_COLUMNS).where(under(Image.path, roots)))
+            rows = conn.execute(select(*_ROW_COLUMNS).where(under(Image.c.path, roots)))
             return {r[1]: _row(r) for r in rows}
 
     def failures_under(self, roots: Iterable[str]) -> dict[str, FailureRow]:
-        cols = (Failure.path, Failure.size, Failure.mtime_ns, Failure.reason, Failure.failed_at)
+        cols = (
+            Failure.c.path,
+            Failure.c.size,
+            Failure.c.mtime_ns,
+            Failure.c.reason,
+            Failure.c.failed_at,
+        )
         with self.engine.connect() as conn:
-            rows = conn.execute(select(*cols).where(under(Failure.path, roots)))
+            rows = conn.execute(select(*cols).where(under(Failure.c.path, roots)))
             return {r[0]: FailureRow(*r) for r in rows}
 
     def failures(self, limit: int | None = None) -> list[FailureRow]:
-        cols = (Failure.path, Failure.size, Failure.mtime_ns, Failure.reason, Failure.failed_at)
-        query = select(*cols).order_by(Failure.path)
+        cols = (
+            Failure.c.path,
+            Failure.c.size,
+            Failure.c.mtime_ns,
+            Failure.c.reason,
+            Failure.c.failed_at,
+        )
+        query = select(*cols).order_by(Failure.c.path)
         if limit is not None:
             query = query.limit(limit)
         with self.engine.connect() as conn:
@@ -211,7 +259,7 @@ class Store:
         found: dict[str, list[ImageRow]] = {}
         with self.engine.connect() as conn:
             for chunk in _chunks(sorted(set(hashes))):
-                q = select(*_ROW_COLUMNS).where(Image.content_hash.in_(chunk))
+                q = select(*_ROW_COLUMNS).where(Image.c.content_hash.in_(chunk))
                 for r in conn.execute(q):
                     found.setdefault(r[4], []).append(_row(r))
         return found
@@ -220,13 +268,17 @@ class Store:
         out: dict[int, ImageRow] = {}
         with self.engine.connect() as conn:
             for chunk in _chunks([int(i) for i in ids]):
-                for r in conn.execute(select(*_ROW_COLUMNS).where(Image.id.in_(chunk))):
+                # Plain SQL: this is on every search's path, and compiling the expression
+                # each time costs more than the query.
+                marks = ",".join("?" * len(chunk))
+                rows = conn.exec_driver_sql(f"{_ROWS_SQL} WHERE id IN ({marks})", tuple(chunk))
+                for r in rows:
                     out[r[0]] = _row(r)
         return out
 
     def row_by_path(self, path: str) -> ImageRow | None:
         with self.engine.connect() as conn:
-            r = conn.execute(select(*_ROW_COLUMNS).where(Image.path == path)).first()
+            r = conn.execute(select(*_ROW_COLUMNS).where(Image.c.path == path)).first()
         return _row(r) if r else None
 
     def get_vectors(self, ids: Iterable[int], dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -235,8 +287,8 @@ class Store:
         blobs: list[bytes] = []
         with self.engine.connect() as conn:
             for chunk in _chunks([int(i) for i in ids]):
-                q = select(Image.id, Image.embedding).where(
-                    Image.id.in_(chunk), Image.embedding.is_not(None)
+                q = select(Image.c.id, Image.c.embedding).where(
+                    Image.c.id.in_(chunk), Image.c.embedding.is_not(None)
                 )
                 for i, blob in conn.execute(q):
                     got_ids.append(i)
@@ -251,9 +303,9 @@ class Store:
         while True:
             with self.engine.connect() as conn:
                 q = (
-                    select(Image.id, Image.embedding)
-                    .where(Image.id > last, Image.embedding.is_not(None))
-                    .order_by(Image.id)
+                    select(Image.c.id, Image.c.embedding)
+                    .where(Image.c.id > last, Image.c.embedding.is_not(None))
+                    .order_by(Image.c.id)
                     .limit(chunk)
                 )
                 rows = conn.execute(q).all()
@@ -276,22 +328,22 @@ class Store:
         or the file's modification time when there is none; `after` is inclusive, `before`
         exclusive.
         """
-        conds = [Image.embedding.is_not(None)]
+        conds = [Image.c.embedding.is_not(None)]
         roots = list(roots)
         if roots:
-            conds.append(under(Image.path, roots))
+            conds.append(under(Image.c.path, roots))
         if source is not None:
-            conds.append(Image.source == source)
+            conds.append(Image.c.source == source)
         when = func.coalesce(
-            Image.taken_at,
-            func.strftime("%Y-%m-%dT%H:%M:%S", Image.mtime_ns / 1e9, "unixepoch", "localtime"),
+            Image.c.taken_at,
+            func.strftime("%Y-%m-%dT%H:%M:%S", Image.c.mtime_ns / 1e9, "unixepoch", "localtime"),
         )
         if after is not None:
             conds.append(when >= after)
         if before is not None:
             conds.append(when < before)
         with self.engine.connect() as conn:
-            ids = conn.execute(select(Image.id).where(*conds)).scalars()
+            ids = conn.execute(select(Image.c.id).where(*conds)).scalars()
             return np.fromiter(ids, dtype=np.int64)
 
     def counts(self) -> dict[str, int]:
@@ -299,13 +351,13 @@ class Store:
             images = conn.execute(select(func.count()).select_from(Image)).scalar() or 0
             vectors = (
                 conn.execute(
-                    select(func.count()).select_from(Image).where(Image.embedding.is_not(None))
+                    select(func.count()).select_from(Image).where(Image.c.embedding.is_not(None))
                 ).scalar()
                 or 0
             )
             failures = conn.execute(select(func.count()).select_from(Failure)).scalar() or 0
             by_source = dict(
-                conn.execute(select(Image.source, func.count()).group_by(Image.source)).all()
+                conn.execute(select(Image.c.source, func.count()).group_by(Image.c.source)).all()
             )
         return {
             "images": images,
@@ -321,34 +373,38 @@ class Store:
     def roots(self) -> list[RootRow]:
         """Every root the user indexed, by path."""
         cols = (
-            Root.path,
-            Root.kind,
-            Root.added_at,
-            Root.last_indexed_at,
-            Root.device,
-            Root.offline_since,
-            Root.offline_reason,
+            Root.c.path,
+            Root.c.kind,
+            Root.c.added_at,
+            Root.c.last_indexed_at,
+            Root.c.device,
+            Root.c.offline_since,
+            Root.c.offline_reason,
         )
         with self.engine.connect() as conn:
-            return [RootRow(*r) for r in conn.execute(select(*cols).order_by(Root.path))]
+            return [RootRow(*r) for r in conn.execute(select(*cols).order_by(Root.c.path))]
 
     # --- the vector log ----------------------------------------------------------------
     def max_seq(self) -> int:
         with self.engine.connect() as conn:
-            return conn.execute(select(func.max(VectorLog.seq))).scalar() or int(
+            return conn.execute(select(func.max(VectorLog.c.seq))).scalar() or int(
                 self.get_meta("log_pruned_upto", "0") or 0
             )
 
     def log_since(self, seq: int) -> list[tuple[int, int, str]]:
         with self.engine.connect() as conn:
-            q = select(VectorLog.seq, VectorLog.image_id, VectorLog.op).where(VectorLog.seq > seq)
-            return [tuple(r) for r in conn.execute(q.order_by(VectorLog.seq))]
+            q = select(VectorLog.c.seq, VectorLog.c.image_id, VectorLog.c.op).where(
+                VectorLog.c.seq > seq
+            )
+            return [tuple(r) for r in conn.execute(q.order_by(VectorLog.c.seq))]
 
     def prune_log(self, upto: int) -> None:
         """Forget log entries an index file saved at `upto` already contains."""
         with self.engine.begin() as conn:
-            conn.execute(delete(VectorLog).where(VectorLog.seq <= upto))
-            current = conn.execute(select(Meta.value).where(Meta.key == "log_pruned_upto")).scalar()
+            conn.execute(delete(VectorLog).where(VectorLog.c.seq <= upto))
+            current = conn.execute(
+                select(Meta.c.value).where(Meta.c.key == "log_pruned_upto")
+            ).scalar()
             if current is None or int(current) < upto:
                 self._set_meta(conn, {"log_pruned_upto": str(upto)})
 
@@ -372,7 +428,9 @@ class Store:
                     log.append({"image_id": new_id, "op": "add"})
             for image_id, img in changes.replaces:
                 conn.execute(
-                    update(Image).where(Image.id == image_id).values(**_values(img), updated_at=now)
+                    update(Image)
+                    .where(Image.c.id == image_id)
+                    .values(**_values(img), updated_at=now)
                 )
                 log.append(
                     {"image_id": image_id, "op": "add" if img.vector is not None else "remove"}
@@ -380,21 +438,21 @@ class Store:
             for image_id, path, size, mtime_ns in changes.moves:
                 conn.execute(
                     update(Image)
-                    .where(Image.id == image_id)
+                    .where(Image.c.id == image_id)
                     .values(path=path, size=size, mtime_ns=mtime_ns, updated_at=now)
                 )
             for image_id, size, mtime_ns in changes.touches:
                 conn.execute(
                     update(Image)
-                    .where(Image.id == image_id)
+                    .where(Image.c.id == image_id)
                     .values(size=size, mtime_ns=mtime_ns, updated_at=now)
                 )
             for chunk in _chunks(changes.removes):
-                conn.execute(delete(Image).where(Image.id.in_(chunk)))
+                conn.execute(delete(Image).where(Image.c.id.in_(chunk)))
                 log.extend({"image_id": i, "op": "remove"} for i in chunk)
             if changes.cleared_failures:
                 for chunk in _chunks(changes.cleared_failures):
-                    conn.execute(delete(Failure).where(Failure.path.in_(chunk)))
+                    conn.execute(delete(Failure).where(Failure.c.path.in_(chunk)))
             for f in changes.failures:
                 stmt = sqlite_insert(Failure).values(
                     path=f.path,
@@ -405,7 +463,7 @@ class Store:
                 )
                 conn.execute(
                     stmt.on_conflict_do_update(
-                        index_elements=[Failure.path],
+                        index_elements=[Failure.c.path],
                         set_={
                             k: stmt.excluded[k] for k in ("size", "mtime_ns", "reason", "failed_at")
                         },
@@ -414,7 +472,7 @@ class Store:
             last_seq = None
             if log:
                 conn.execute(insert(VectorLog), log)
-                last_seq = conn.execute(select(func.max(VectorLog.seq))).scalar()
+                last_seq = conn.execute(select(func.max(VectorLog.c.seq))).scalar()
         return new_ids, last_seq
 
     def move_paths(self, src: str, dst: str) -> tuple[int, list[int], int | None]:
@@ -429,9 +487,11 @@ class Store:
             return 0, [], None
         now = time.time()
         with self.engine.begin() as conn:
-            rows = conn.execute(select(Image.id, Image.path).where(under(Image.path, [src]))).all()
+            rows = conn.execute(
+                select(Image.c.id, Image.c.path).where(under(Image.c.path, [src]))
+            ).all()
             bad = list(
-                conn.execute(select(Failure.path).where(under(Failure.path, [src]))).scalars()
+                conn.execute(select(Failure.c.path).where(under(Failure.c.path, [src]))).scalars()
             )
             moving = {i for i, _ in rows}
             targets = [dst + p[len(src) :] for _, p in rows]
@@ -439,24 +499,24 @@ class Store:
             # Whatever was recorded at a destination path is replaced by what moves there.
             clash: list[int] = []
             for chunk in _chunks(targets + bad_targets):
-                found = conn.execute(select(Image.id).where(Image.path.in_(chunk))).scalars()
+                found = conn.execute(select(Image.c.id).where(Image.c.path.in_(chunk))).scalars()
                 clash.extend(i for i in found if i not in moving)
-                conn.execute(delete(Failure).where(Failure.path.in_(chunk)))
+                conn.execute(delete(Failure).where(Failure.c.path.in_(chunk)))
             clash = list(dict.fromkeys(clash))
             for chunk in _chunks(clash):
-                conn.execute(delete(Image).where(Image.id.in_(chunk)))
+                conn.execute(delete(Image).where(Image.c.id.in_(chunk)))
             if rows:
-                stmt = update(Image).where(Image.id == bindparam("row_id"))
+                stmt = update(Image).where(Image.c.id == bindparam("row_id"))
                 conn.execute(
                     stmt.values(path=bindparam("new_path"), updated_at=now),
                     [{"row_id": i, "new_path": t} for (i, _), t in zip(rows, targets, strict=True)],
                 )
             for old, new in zip(bad, bad_targets, strict=True):
-                conn.execute(update(Failure).where(Failure.path == old).values(path=new))
+                conn.execute(update(Failure).where(Failure.c.path == old).values(path=new))
             last_seq = None
             if clash:
                 conn.execute(insert(VectorLog), [{"image_id": i, "op": "remove"} for i in clash])
-                last_seq = conn.execute(select(func.max(VectorLog.seq))).scalar()
+                last_seq = conn.execute(select(func.max(VectorLog.c.seq))).scalar()
         return len(rows), clash, last_seq
 
     def remember_roots(self, roots: dict[str, str]) -> None:
@@ -467,7 +527,7 @@ class Store:
                 stmt = sqlite_insert(Root).values(path=path, added_at=now, kind=kind)
                 conn.execute(
                     stmt.on_conflict_do_update(
-                        index_elements=[Root.path], set_={"kind": stmt.excluded.kind}
+                        index_elements=[Root.c.path], set_={"kind": stmt.excluded.kind}
                     )
                 )
 
@@ -477,7 +537,7 @@ class Store:
             for path, device in devices.items():
                 conn.execute(
                     update(Root)
-                    .where(Root.path == path)
+                    .where(Root.c.path == path)
                     .values(device=device, offline_since=None, offline_reason=None)
                 )
 
@@ -488,9 +548,9 @@ class Store:
             for path, reason in reasons.items():
                 conn.execute(
                     update(Root)
-                    .where(Root.path == path)
+                    .where(Root.c.path == path)
                     .values(
-                        offline_since=func.coalesce(Root.offline_since, now),
+                        offline_since=func.coalesce(Root.c.offline_since, now),
                         offline_reason=reason,
                     )
                 )
@@ -500,11 +560,11 @@ class Store:
         now = time.time()
         with self.engine.begin() as conn:
             for path in paths:
-                conn.execute(update(Root).where(Root.path == path).values(last_indexed_at=now))
+                conn.execute(update(Root).where(Root.c.path == path).values(last_indexed_at=now))
 
     def forget_root(self, path: str) -> None:
         with self.engine.begin() as conn:
-            conn.execute(delete(Root).where(Root.path == path))
+            conn.execute(delete(Root).where(Root.c.path == path))
 
     def count_under(self, roots: Iterable[str]) -> int:
         """Images recorded at or under these paths."""
@@ -512,13 +572,15 @@ class Store:
         if not roots:
             return 0
         with self.engine.connect() as conn:
-            q = select(func.count()).select_from(Image).where(under(Image.path, roots))
+            q = select(func.count()).select_from(Image).where(under(Image.c.path, roots))
             return int(conn.execute(q).scalar() or 0)
 
     def clear_vectors(self, meta: dict[str, str]) -> int:
         """Drop every vector (switching models) and record the new model, atomically."""
         with self.engine.begin() as conn:
-            ids = list(conn.execute(select(Image.id).where(Image.embedding.is_not(None))).scalars())
+            ids = list(
+                conn.execute(select(Image.c.id).where(Image.c.embedding.is_not(None))).scalars()
+            )
             conn.execute(update(Image).values(embedding=None))
             if ids:
                 conn.execute(insert(VectorLog), [{"image_id": i, "op": "remove"} for i in ids])
@@ -528,21 +590,21 @@ class Store:
     def record_generation(self, image_id: int, values: dict) -> None:
         """Mark an image as generated and store how it was made (replacing earlier facts)."""
         with self.engine.begin() as conn:
-            conn.execute(update(Image).where(Image.id == image_id).values(source="generated"))
-            conn.execute(delete(Generation).where(Generation.image_id == image_id))
+            conn.execute(update(Image).where(Image.c.id == image_id).values(source="generated"))
+            conn.execute(delete(Generation).where(Generation.c.image_id == image_id))
             conn.execute(insert(Generation).values(image_id=image_id, **values))
 
     def generation(self, image_id: int) -> dict | None:
         """How a generated image was made (the `generations` row), or None."""
         with self.engine.connect() as conn:
-            r = conn.execute(select(Generation).where(Generation.image_id == image_id)).first()
+            r = conn.execute(select(Generation).where(Generation.c.image_id == image_id)).first()
         return None if r is None else dict(r._mapping)
 
     def ids_without_vectors(self) -> list[ImageRow]:
         with self.engine.connect() as conn:
             return [
                 _row(r)
-                for r in conn.execute(select(*_ROW_COLUMNS).where(Image.embedding.is_(None)))
+                for r in conn.execute(select(*_ROW_COLUMNS).where(Image.c.embedding.is_(None)))
             ]
 
 

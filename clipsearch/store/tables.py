@@ -1,4 +1,5 @@
-"""SQLAlchemy 2 table definitions. Every change here needs an Alembic migration.
+"""SQLAlchemy 2 tables (Core: the ORM is not needed, and not importing it saves a cold
+search a fifth of a second). Every change here needs an Alembic migration.
 
 `tests/unit/test_migrations.py` upgrades an empty database and checks these models match.
 """
@@ -7,17 +8,19 @@ from __future__ import annotations
 
 from sqlalchemy import (
     CheckConstraint,
+    Column,
     Float,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
+    MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     cast,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 class FsPath(TypeDecorator):
@@ -47,130 +50,109 @@ class FsPath(TypeDecorator):
         return value
 
 
-class Base(DeclarativeBase):
-    pass
+metadata = MetaData()
 
+# Library-wide facts: the model, its vector size, index bookkeeping.
+Meta = Table(
+    "meta",
+    metadata,
+    Column("key", String, primary_key=True),
+    Column("value", Text, nullable=False),
+)
 
-class Meta(Base):
-    """Library-wide facts: the model, its vector size, index bookkeeping."""
-
-    __tablename__ = "meta"
-
-    key: Mapped[str] = mapped_column(String, primary_key=True)
-    value: Mapped[str] = mapped_column(Text, nullable=False)
-
-
-class Image(Base):
-    """One image file in the collection, with its vector (float32, unit length)."""
-
-    __tablename__ = "images"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    path: Mapped[str] = mapped_column(FsPath, nullable=False, unique=True)
-    size: Mapped[int] = mapped_column(Integer, nullable=False)
-    mtime_ns: Mapped[int] = mapped_column(Integer, nullable=False)
-    content_hash: Mapped[str] = mapped_column(String(32), nullable=False)
-    width: Mapped[int | None] = mapped_column(Integer)
-    height: Mapped[int | None] = mapped_column(Integer)
-    format: Mapped[str | None] = mapped_column(String(16))
-    taken_at: Mapped[str | None] = mapped_column(String(32))
-    source: Mapped[str] = mapped_column(String(16), nullable=False, server_default="photos")
-    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+# One image file in the collection, with its vector (float32, unit length).
+Image = Table(
+    "images",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("path", FsPath, nullable=False, unique=True),
+    Column("size", Integer, nullable=False),
+    Column("mtime_ns", Integer, nullable=False),
+    Column("content_hash", String(32), nullable=False),
+    Column("width", Integer),
+    Column("height", Integer),
+    Column("format", String(16)),
+    Column("taken_at", String(32)),
+    Column("source", String(16), nullable=False, server_default="photos"),
+    Column("embedding", LargeBinary),
     # Perceptual hashes (clipsearch.media.phash), signed 64-bit; NULL until computed.
-    phash: Mapped[int | None] = mapped_column(Integer)
-    dhash: Mapped[int | None] = mapped_column(Integer)
-    phash_mirror: Mapped[int | None] = mapped_column(Integer)
-    dhash_mirror: Mapped[int | None] = mapped_column(Integer)
-    added_at: Mapped[float] = mapped_column(Float, nullable=False)
-    updated_at: Mapped[float] = mapped_column(Float, nullable=False)
+    Column("phash", Integer),
+    Column("dhash", Integer),
+    Column("phash_mirror", Integer),
+    Column("dhash_mirror", Integer),
+    Column("added_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_images_content_hash", "content_hash"),
+    CheckConstraint("source IN ('photos', 'generated')", name="ck_images_source"),
+)
 
-    __table_args__ = (
-        Index("ix_images_content_hash", "content_hash"),
-        CheckConstraint("source IN ('photos', 'generated')", name="ck_images_source"),
-    )
+# A file that could not be indexed, and why. Retried only when the file changes.
+Failure = Table(
+    "failures",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("path", FsPath, nullable=False, unique=True),
+    Column("size", Integer, nullable=False),
+    Column("mtime_ns", Integer, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("failed_at", Float, nullable=False),
+)
 
+# Every vector added or removed, in commit order.
+#
+# The FAISS file records the last `seq` it contains; anyone opening the library replays
+# newer entries, so the index catches up with the store without a rebuild.
+VectorLog = Table(
+    "vector_log",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("image_id", Integer, nullable=False),
+    Column("op", String(8), nullable=False),
+    CheckConstraint("op IN ('add', 'remove')", name="ck_vector_log_op"),
+    sqlite_autoincrement=True,
+)
 
-class Failure(Base):
-    """A file that could not be indexed, and why. Retried only when the file changes."""
+# A folder (or file) the user indexed: remembered for re-scans and the watch daemon.
+#
+# `device` is the file system it was last indexed on (st_dev); a root that had pictures and
+# is now missing, empty or on another device is offline (`offline_since`, with the reason):
+# its pictures stay in the library until it is back, or until `clipsearch offline --remove`.
+Root = Table(
+    "roots",
+    metadata,
+    Column("path", FsPath, primary_key=True),
+    Column("added_at", Float, nullable=False),
+    Column("last_indexed_at", Float),
+    Column("kind", String(8), nullable=False, server_default="folder"),
+    Column("device", Integer),
+    Column("offline_since", Float),
+    Column("offline_reason", Text),
+)
 
-    __tablename__ = "failures"
+# A zero-shot tag on an image, with its score (from `clipsearch tag`).
+Tag = Table(
+    "tags",
+    metadata,
+    Column("image_id", Integer, ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    Column("label", Text, primary_key=True),
+    Column("score", Float, nullable=False),
+    Index("ix_tags_label", "label"),
+)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    path: Mapped[str] = mapped_column(FsPath, nullable=False, unique=True)
-    size: Mapped[int] = mapped_column(Integer, nullable=False)
-    mtime_ns: Mapped[int] = mapped_column(Integer, nullable=False)
-    reason: Mapped[str] = mapped_column(Text, nullable=False)
-    failed_at: Mapped[float] = mapped_column(Float, nullable=False)
-
-
-class VectorLog(Base):
-    """Every vector added or removed, in commit order.
-
-    The FAISS file records the last `seq` it contains; anyone opening the library replays
-    newer entries, so the index catches up with the store without a rebuild.
-    """
-
-    __tablename__ = "vector_log"
-
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    image_id: Mapped[int] = mapped_column(Integer, nullable=False)
-    op: Mapped[str] = mapped_column(String(8), nullable=False)
-
-    __table_args__ = (
-        CheckConstraint("op IN ('add', 'remove')", name="ck_vector_log_op"),
-        {"sqlite_autoincrement": True},
-    )
-
-
-class Root(Base):
-    """A folder (or file) the user indexed: remembered for re-scans and the watch daemon.
-
-    `device` is the file system it was last indexed on (st_dev); a root that had pictures and
-    is now missing, empty or on another device is offline (`offline_since`, with the reason):
-    its pictures stay in the library until it is back, or until `clipsearch offline --remove`.
-    """
-
-    __tablename__ = "roots"
-
-    path: Mapped[str] = mapped_column(FsPath, primary_key=True)
-    added_at: Mapped[float] = mapped_column(Float, nullable=False)
-    last_indexed_at: Mapped[float | None] = mapped_column(Float)
-    kind: Mapped[str] = mapped_column(String(8), nullable=False, server_default="folder")
-    device: Mapped[int | None] = mapped_column(Integer)
-    offline_since: Mapped[float | None] = mapped_column(Float)
-    offline_reason: Mapped[str | None] = mapped_column(Text)
-
-
-class Tag(Base):
-    """A zero-shot tag on an image, with its score (from `clipsearch tag`)."""
-
-    __tablename__ = "tags"
-
-    image_id: Mapped[int] = mapped_column(
-        Integer, ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
-    )
-    label: Mapped[str] = mapped_column(Text, primary_key=True)
-    score: Mapped[float] = mapped_column(Float, nullable=False)
-
-    __table_args__ = (Index("ix_tags_label", "label"),)
-
-
-class Generation(Base):
-    """How a generated image was made (source = 'generated'): its provenance."""
-
-    __tablename__ = "generations"
-
-    image_id: Mapped[int] = mapped_column(
-        Integer, ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
-    )
-    prompts: Mapped[str] = mapped_column(Text, nullable=False)  # JSON [[text, weight], ...]
-    seed: Mapped[int] = mapped_column(Integer, nullable=False)
-    steps: Mapped[int] = mapped_column(Integer, nullable=False)
-    width: Mapped[int] = mapped_column(Integer, nullable=False)
-    height: Mapped[int] = mapped_column(Integer, nullable=False)
-    drawer: Mapped[str] = mapped_column(String(16), nullable=False)  # vqgan | pixel
-    clip_model: Mapped[str] = mapped_column(Text, nullable=False)
-    vqgan_model: Mapped[str | None] = mapped_column(Text)
-    init_image: Mapped[str | None] = mapped_column(FsPath)
-    params: Mapped[str] = mapped_column(Text, nullable=False)  # JSON: lr, cutouts, ... (the rest)
-    created_at: Mapped[float] = mapped_column(Float, nullable=False)
+# How a generated image was made (source = 'generated'): its provenance.
+Generation = Table(
+    "generations",
+    metadata,
+    Column("image_id", Integer, ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    Column("prompts", Text, nullable=False),  # JSON [[text, weight], ...]
+    Column("seed", Integer, nullable=False),
+    Column("steps", Integer, nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("drawer", String(16), nullable=False),  # vqgan | pixel
+    Column("clip_model", Text, nullable=False),
+    Column("vqgan_model", Text),
+    Column("init_image", FsPath),
+    Column("params", Text, nullable=False),  # JSON: lr, cutouts, ... (the rest)
+    Column("created_at", Float, nullable=False),
+)

@@ -47,6 +47,7 @@ class VectorCache:
         self.store = store
         self._lock = lock
         self._index: VectorIndex | None = None
+        self._seen_version: int | None = None  # the store's data_version at the last look
         # Catching up mutates the index: searches in other threads wait for that.
         self._mutex = threading.RLock()
         self._saved_seq = -1  # the log position of the file on disk, as far as we know
@@ -153,12 +154,29 @@ class VectorCache:
                 tmp.unlink()
 
     # --- the cache itself ---------------------------------------------------------------------
+    def _store_changed(self) -> bool:
+        """Whether the database changed since the last look (microseconds, against the
+        queries of a catch-up on every search)."""
+        version = self.store.data_version()
+        changed = version is None or version != self._seen_version
+        self._seen_version = version
+        return changed
+
     def _current_or_none(self) -> VectorIndex | None:
         return self._current() if self.dim is not None else None
 
+    def current_dim(self) -> int | None:
+        """The vector size of the caught-up index (None: no vectors yet)."""
+        with self._mutex:
+            index = self._current()
+            return None if self._index is None else index.dim
+
     def _current(self) -> VectorIndex:
+        if self._index is not None and not self._store_changed():
+            return self._index  # nobody committed since the last look: nothing to replay
         dim = self.dim
         if dim is None:
+            self._index = None
             return VectorIndex.empty(1)
         if self._index is not None and self._index.dim == dim:
             try:

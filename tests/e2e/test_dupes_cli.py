@@ -313,10 +313,16 @@ def test_similar_groups_stand_apart_and_move_only_when_asked(shapes_library, tmp
 
     both = json.loads(
         cs(
-            lib, "dupes", "--threshold", "0.9", "--move-to", str(quarantine),
-            "--include-similar", "--json",
+            lib,
+            "dupes",
+            "--threshold",
+            "0.9",
+            "--move-to",
+            str(quarantine),
+            "--include-similar",
+            "--json",
         ).stdout
-    )  # fmt: skip
+    )
     assert [os.path.basename(m["from"])[:4] for m in both["moved"]] == [
         os.path.basename(similar["others"][0]["path"])[:4]
     ]

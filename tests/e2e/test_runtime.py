@@ -110,3 +110,14 @@ def test_a_librarys_precision_is_chosen_once_and_never_mixed(tmp_path):
     cs(lib, "--precision", "fp32", "reindex")
     assert json.loads(cs(lib, "status", "--json").stdout)["precision"] == "fp32"
     assert len(json.loads(cs(lib, "search", "a red circle", "--json").stdout)) == 10
+
+
+def test_the_default_model_offline_without_torch_says_where_its_onnx_files_are(
+    tmp_path, without_torch
+):
+    photos = _shapes(tmp_path / "photos", 2)
+    env = {**without_torch, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    proc = run_process("--library", str(tmp_path / "lib"), "index", str(photos), env=env)
+    assert proc.returncode == 1
+    assert "immich-app/ViT-B-32__laion2b-s34b-b79k" in proc.stderr
+    assert "--model onnx-dir:FOLDER" in proc.stderr and "Traceback" not in proc.stderr

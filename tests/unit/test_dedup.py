@@ -24,9 +24,20 @@ def _m(
 
 def _row(i: int, digest: str = "", w: int = 100, mtime: float = 0.0) -> ImageRow:
     return ImageRow(
-        i, f"/p/{i}.jpg", 1000, int(mtime * 1e9), digest or f"h{i}", w, w, "JPEG", None,
-        "photos", 0.0, 0.0, True,
-    )  # fmt: skip
+        i,
+        f"/p/{i}.jpg",
+        1000,
+        int(mtime * 1e9),
+        digest or f"h{i}",
+        w,
+        w,
+        "JPEG",
+        None,
+        "photos",
+        0.0,
+        0.0,
+        True,
+    )
 
 
 def _unit(v: np.ndarray) -> np.ndarray:

@@ -5,7 +5,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
 from clipsearch.store.db import migrate, open_database, schema_state
-from clipsearch.store.tables import Base
+from clipsearch.store.tables import metadata
 
 
 def test_upgrade_from_empty_matches_models(tmp_path):
@@ -15,7 +15,7 @@ def test_upgrade_from_empty_matches_models(tmp_path):
     current, head = schema_state(engine)
     assert current == head
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == [], diff
     tables = set(inspect(engine).get_table_names())
     assert {"images", "failures", "meta", "vector_log", "roots"} <= tables

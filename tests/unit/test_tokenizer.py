@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from clipsearch.model.tokenizer import EOT, SOT, ClipTokenizer
+from clipsearch.model.tokenizer import EOT, SHIPPED, SOT, ClipTokenizer, clean
 from tests.helpers import REPO
 
 open_clip = pytest.importorskip("open_clip", reason="the reference tokenizer is open_clip's")
@@ -58,6 +58,26 @@ def test_same_tokens_as_open_clip_on_thousands_of_strings():
         t for t, a, b in zip(texts, reference, ours, strict=True) if not np.array_equal(a, b)
     ]
     assert different == []
+
+
+def test_the_word_table_fast_path_gives_the_same_tokens():
+    texts = [clean(t) for t in _strings()]
+    fast = ClipTokenizer(77)
+    slow = ClipTokenizer(77, path=SHIPPED)  # a tokenizer file given: no word table
+    used = 0
+    for text in texts:
+        ids = fast._known(text)
+        if ids is None:
+            continue
+        used += 1
+        padded = np.zeros(77, np.int64)
+        ids = ids if len(ids) <= 77 else [*ids[:76], EOT]
+        padded[: len(ids)] = ids
+        assert np.array_equal(padded, slow([text])[0]), text
+    assert used > 1000  # most English queries never load the BPE
+    quick = ClipTokenizer(77)
+    quick(["a dog running on the beach, at sunset!"])
+    assert quick._tok is None
 
 
 def test_context_length_truncation_keeps_the_end_token():
