@@ -18,7 +18,6 @@ stale, whatever its pid. Standard library only: no HTTP package is needed.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import http.client
 import json
 import logging
@@ -96,9 +95,11 @@ class ServerLock:
     """
 
     def __init__(self, library: str | Path) -> None:
+        from clipsearch.store.lock import FlockFile
+
         self.library = Path(library)
         self.path = self.library / SERVER_LOCK
-        self._fd: int | None = None
+        self._file = FlockFile(self.path)
 
     def acquire(self, wait: float = 0.5) -> None:
         """Take the lock, or raise ServerRunning naming the server that holds it.
@@ -107,31 +108,22 @@ class ServerLock:
         folder that cannot hold the lock file (read-only) is served unguarded: such a server
         cannot write `server.json` either.
         """
-        if self._fd is not None:
-            return
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            log.warning(
-                "cannot create %s (%s): not guarding against a second server",
-                self.path,
-                exc.strerror or exc,
-            )
-            return
+        note = {"pid": os.getpid(), "since": time.time()}
         deadline = time.monotonic() + wait
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = _read_json(fd)
-                    os.close(fd)
-                    raise self._running(holder) from None
-                time.sleep(0.05)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"pid": os.getpid(), "since": time.time()}).encode(), 0)
-        self._fd = fd
+                if self._file.try_acquire(note):
+                    break
+            except OSError as exc:
+                log.warning(
+                    "cannot create %s (%s): not guarding against a second server",
+                    self.path,
+                    exc.strerror or exc,
+                )
+                return
+            if time.monotonic() >= deadline:
+                raise self._running(self._file.holder())
+            time.sleep(0.05)
         # Any server.json now is a leftover of a server that was killed: nobody answers there.
         info = read_server_file(self.library)
         if info is not None:
@@ -140,31 +132,13 @@ class ServerLock:
                 server_file(self.library).unlink()
 
     def release(self) -> None:
-        if self._fd is None:
-            return
-        with contextlib.suppress(OSError):
-            os.ftruncate(self._fd, 0)
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
-        os.close(self._fd)
-        self._fd = None
+        self._file.release()
 
     def held_by_anyone(self) -> bool | None:
         """Whether some server holds the lock now; None when there is no lock file."""
-        try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
+        if not self.path.exists():
             return None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        except OSError:
-            return None
-        else:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return False
-        finally:
-            os.close(fd)
+        return bool(self._file.holder())
 
     def _running(self, holder: dict) -> ServerRunning:
         pid = holder.get("pid")
@@ -185,14 +159,6 @@ class ServerLock:
             f"library has one server at a time: to start this one instead, stop that one first "
             f"({stop}).",
         )
-
-
-def _read_json(fd: int) -> dict:
-    try:
-        data = json.loads(os.pread(fd, 4096, 0) or b"{}")
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def pid_alive(pid: Any) -> bool:

@@ -18,35 +18,91 @@ from pathlib import Path
 from clipsearch.errors import LibraryLocked
 
 
-class WriterLock:
-    """Exclusive, non-blocking writer lock for a library directory."""
+class FlockFile:
+    """An exclusive advisory lock on a file, with a JSON note of who holds it.
 
-    def __init__(self, folder: Path) -> None:
-        self.path = folder / "lock"
+    The kernel holds the lock (flock), so a killed process releases it at once: no stale
+    lock files to clean up. Used for the writer lock and for the one-server-per-library lock.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
         self._fd: int | None = None
 
     @property
     def held(self) -> bool:
         return self._fd is not None
 
-    def acquire(self, purpose: str = "") -> None:
+    def try_acquire(self, note: dict) -> bool:
+        """Take the lock and write `note` into the file; False if another process holds it.
+
+        Raises OSError when the lock file cannot be created.
+        """
         if self._fd is not None:
-            return
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            return True
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = self.holder()
             os.close(fd)
-            raise self._busy(holder) from None
+            return False
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(note).encode(), 0)
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, 0)
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
+
+    def holder(self) -> dict:
+        """The note of whoever holds the lock right now ({} if nobody; {"pid": None} when the
+        note cannot be read)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return {}
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pass  # held: read who holds it
+            else:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                return {}
+            raw = os.pread(fd, 4096, 0)
+            note = json.loads(raw) if raw else {"pid": None}
+            return note if isinstance(note, dict) else {"pid": None}
+        except (OSError, ValueError):
+            return {"pid": None}
+        finally:
+            os.close(fd)
+
+
+class WriterLock:
+    """Exclusive, non-blocking writer lock for a library directory."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "lock"
+        self._file = FlockFile(self.path)
+
+    @property
+    def held(self) -> bool:
+        return self._file.held
+
+    def acquire(self, purpose: str = "") -> None:
         info = {
             "pid": os.getpid(),
             "command": purpose or " ".join(["clipsearch", *sys.argv[1:]])[:200],
             "since": time.time(),
         }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
-        self._fd = fd
+        if not self._file.try_acquire(info):
+            raise self._busy(self.holder())
 
     def ensure_free(self) -> None:
         """Raise LibraryLocked now if another process writes (without taking the lock).
@@ -54,7 +110,7 @@ class WriterLock:
         For work that writes only at its end (a generation): say so before minutes of work.
         A writer may still start meanwhile; the final write takes the lock as usual.
         """
-        if self._fd is None:
+        if not self.held:
             holder = self.holder()
             if holder:
                 raise self._busy(holder)
@@ -62,7 +118,7 @@ class WriterLock:
     @contextlib.contextmanager
     def holding(self, purpose: str = "") -> Iterator[None]:
         """Hold the lock for the block (re-entrant: a holder keeps it after the block)."""
-        took = self._fd is None
+        took = not self.held
         if took:
             self.acquire(purpose)
         try:
@@ -90,34 +146,11 @@ class WriterLock:
         )
 
     def release(self) -> None:
-        if self._fd is None:
-            return
-        with contextlib.suppress(OSError):
-            os.ftruncate(self._fd, 0)
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
-        os.close(self._fd)
-        self._fd = None
+        self._file.release()
 
     def holder(self) -> dict:
         """Who holds the lock right now ({} if nobody)."""
-        try:
-            fd = os.open(self.path, os.O_RDONLY)
-        except OSError:
-            return {}
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                pass  # held: read who holds it
-            else:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                return {}
-            raw = os.read(fd, 4096)
-            return json.loads(raw) if raw else {"pid": None}
-        except (OSError, ValueError):
-            return {"pid": None}
-        finally:
-            os.close(fd)
+        return self._file.holder()
 
     def __enter__(self) -> WriterLock:
         self.acquire()
