@@ -45,6 +45,7 @@ from clipsearch.ingest.roots import OfflineRoot
 from clipsearch.ingest.roots import probe as probe_root
 from clipsearch.ingest.run import IngestRun, IngestSummary, ProgressFn
 from clipsearch.media import fs
+from clipsearch.media.thumbs import THUMB_DIR
 from clipsearch.model.encoder import Encoder
 from clipsearch.model.precision import choose as choose_precision
 from clipsearch.model.precision import sample_pictures
@@ -811,8 +812,13 @@ def _daemon_status(folder: Path, holder: dict) -> dict[str, Any] | None:
 
 
 def _folder_size(folder: Path) -> int:
+    """The library's own files: database, index, generated pictures, label vectors. The
+    thumbnail cache is left out: walking a million thumbnails would take longer than the
+    rest of `status` (it can be deleted at any time; it is made again on demand)."""
     total = 0
-    for dirpath, _, names in os.walk(folder):
+    for dirpath, dirs, names in os.walk(folder):
+        if dirpath == str(folder):
+            dirs[:] = [d for d in dirs if d != THUMB_DIR]
         for name in names:
             with contextlib.suppress(OSError):
                 total += os.stat(os.path.join(dirpath, name)).st_size

@@ -313,9 +313,7 @@ def _wait_count(lib_dir: Path, n: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with sqlite3.connect(lib_dir / "clipsearch.db") as conn:
-            (got,) = conn.execute(
-                "SELECT count(*) FROM images WHERE embedding IS NOT NULL"
-            ).fetchone()
+            (got,) = conn.execute("SELECT count(*) FROM vectors").fetchone()
         if got >= n:
             return
         time.sleep(0.05)

@@ -60,7 +60,12 @@ def _print_status(info: dict[str, Any]) -> None:
             "vectors",
             f"{info['vectors']} in store, {idx['vectors']} in index ({idx['kind'] or '-'}"
             + (f", nprobe {idx['nprobe']}" if idx["nprobe"] else "")
-            + ")",
+            + ")"
+            + (
+                f"; {idx['unsaved_changes']} changes not yet in the index file"
+                if idx.get("unsaved_changes")
+                else ""
+            ),
         ),
         ("size", human_bytes(info["size_bytes"])),
     ]

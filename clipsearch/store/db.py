@@ -6,6 +6,7 @@ process that may write; a database made by a newer clipsearch is refused with a 
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from sqlalchemy.exc import DatabaseError, OperationalError
 from clipsearch.errors import DiskFull, LibraryDamaged, LibraryError
 from clipsearch.resources import migrations_dir
 
+notice = logging.getLogger("clipsearch.notice")
 _FULL = ("database or disk is full", "disk i/o error")
 _DAMAGED = ("malformed", "file is not a database", "database corrupt")
 
@@ -103,7 +105,7 @@ def _alembic_config():  # -> alembic.config.Config
     return cfg
 
 
-SCHEMA_HEAD = "0004"  # the newest migration (a test checks it against Alembic's head)
+SCHEMA_HEAD = "0005"  # the newest migration (a test checks it against Alembic's head)
 
 
 def schema_state(engine: Engine) -> tuple[str | None, str]:
@@ -142,6 +144,9 @@ def _alembic_state(engine: Engine) -> tuple[str | None, str]:
     return current, head
 
 
+COMPACT_BEFORE = "0005"  # upgrading from an older schema frees much space: compact after
+
+
 def migrate(engine: Engine) -> None:
     """Bring the database schema up to date (no-op when it already is)."""
     from alembic import command
@@ -150,6 +155,12 @@ def migrate(engine: Engine) -> None:
     if current == head:
         return
     cfg = _alembic_config()
+    if current is not None:
+        notice.info("upgrading the library database (once) ...")
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+    if current is not None and current < COMPACT_BEFORE:
+        notice.info("compacting the library database (once) ...")
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM")

@@ -16,7 +16,9 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,9 +74,16 @@ class VectorIndex:
         if approximate is None:
             approximate = n >= APPROX_THRESHOLD
         if approximate and n >= 1_000:
-            ivf = _build_ivf(dim, ids, vectors, seed=seed)
+            rng = np.random.default_rng(seed)
+            pick = np.sort(rng.choice(n, size=min(n, 40 * nlist_for(n)), replace=False))
+
+            def chunks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                for start in range(0, n, 200_000):
+                    yield ids[start : start + 200_000], vectors[start : start + 200_000]
+
+            ivf = build_ivf(dim, n, (ids[pick], vectors[pick]), chunks, seed=seed)
             if ivf is not None:
-                return cls(ivf)
+                return ivf
         index = cls.empty(dim)
         index.add(ids, vectors)
         return index
@@ -227,8 +236,10 @@ def _huge_pages(array: np.ndarray) -> None:
     """Back a large array with transparent huge pages where Linux allows it (best effort).
 
     NumPy asks for huge pages for its own large arrays; FAISS's storage does not get them, and
-    a scan over it then runs ~20% slower (TLB misses). MADV_COLLAPSE (Linux 6.1+) converts the
-    pages already in place; MADV_HUGEPAGE covers later growth. Errors are ignored.
+    a scan over it then runs ~20% slower (TLB misses). MADV_HUGEPAGE covers later growth;
+    MADV_COLLAPSE (Linux 6.1+) converts the pages already in place, which takes seconds for
+    gigabytes: it runs in a background thread, so the first query does not wait for it.
+    Errors are ignored.
     """
     if array.nbytes < 1 << 22 or not sys.platform.startswith("linux"):
         return
@@ -240,8 +251,12 @@ def _huge_pages(array: np.ndarray) -> None:
         page = os.sysconf("SC_PAGE_SIZE")
         start = (array.ctypes.data + page - 1) & ~(page - 1)
         end = (array.ctypes.data + array.nbytes) & ~(page - 1)
-        for advice in (14, 25):  # MADV_HUGEPAGE, MADV_COLLAPSE
-            libc.madvise(start, end - start, advice)
+        libc.madvise(start, end - start, 14)  # MADV_HUGEPAGE
+        threading.Thread(
+            target=libc.madvise,
+            args=(start, end - start, 25),
+            daemon=True,  # MADV_COLLAPSE
+        ).start()
     except (OSError, AttributeError, ValueError):
         pass
 
@@ -291,27 +306,44 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _build_ivf(dim: int, ids: np.ndarray, vectors: np.ndarray, *, seed: int):
-    """IVF-Flat (inner product) with nprobe tuned to RECALL_TARGET on a sample.
+Chunks = Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]  # -> (ids, vectors), again
+
+
+def nlist_for(n: int) -> int:
+    """IVF lists for n vectors: about sqrt(n), 64 to 8192; training wants 40 per list."""
+    return int(min(max(64, round(np.sqrt(n))), 8192))
+
+
+def build_ivf(
+    dim: int,
+    n: int,
+    sample: tuple[np.ndarray, np.ndarray],
+    chunks: Chunks,
+    *,
+    seed: int = 1234,
+) -> VectorIndex | None:
+    """IVF-Flat (inner product) over `n` vectors that `chunks()` yields in pieces, trained on
+    `sample` (ids, vectors: a random subset), with nprobe tuned on sample queries to reach
+    RECALL_TARGET against exact search. Memory: the index plus one chunk and the sample.
 
     Returns None when the data has no structure an IVF can use (the tuned nprobe would scan
     more than a quarter of the lists): exact search is then both faster and exact.
     """
     faiss = _faiss()
-    n = len(ids)
     t0 = time.perf_counter()
-    nlist = int(min(max(64, round(np.sqrt(n))), 8192))
+    nlist = nlist_for(n)
     quantizer = faiss.IndexFlatIP(dim)
     index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
     index.cp.seed = seed
+    sample_ids, sample_vecs = sample
+    index.train(np.ascontiguousarray(sample_vecs[: 40 * nlist], dtype=np.float32))
+    for ids, vecs in chunks():
+        index.add_with_ids(
+            np.ascontiguousarray(vecs, dtype=np.float32), np.ascontiguousarray(ids, np.int64)
+        )
     rng = np.random.default_rng(seed)
-    train_n = min(n, 40 * nlist)
-    sample = rng.choice(n, size=train_n, replace=False) if train_n < n else np.arange(n)
-    index.train(np.ascontiguousarray(vectors[sample], dtype=np.float32))
-    index.add_with_ids(
-        np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(ids, np.int64)
-    )
-    index.nprobe = _tune_nprobe(index, ids, vectors, rng)
+    picks = rng.choice(len(sample_ids), size=min(200, len(sample_ids)), replace=False)
+    index.nprobe = _tune_nprobe(index, sample_ids[picks], sample_vecs[picks], chunks)
     if index.nprobe > nlist // 4:
         log.info("IVF needs nprobe=%d of %d lists here: keeping exact search", index.nprobe, nlist)
         return None
@@ -322,38 +354,36 @@ def _build_ivf(dim: int, ids: np.ndarray, vectors: np.ndarray, *, seed: int):
         index.nprobe,
         time.perf_counter() - t0,
     )
-    return index
+    return VectorIndex(index)
 
 
-def _tune_nprobe(index, ids: np.ndarray, vectors: np.ndarray, rng: np.random.Generator) -> int:
-    """Smallest nprobe whose recall@10 on sample queries (self excluded) meets the target."""
+def _tune_nprobe(index, query_ids: np.ndarray, queries: np.ndarray, chunks: Chunks) -> int:
+    """Smallest nprobe whose recall@10 on the queries (each one's own id left out) meets the
+    target; the exact answers come from streaming the vectors once (no second copy)."""
     faiss = _faiss()
-    n_q = min(200, len(ids))
-    picks = rng.choice(len(ids), size=n_q, replace=False)
-    queries = np.ascontiguousarray(vectors[picks], dtype=np.float32)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    n_q = len(queries)
     exact = faiss.IndexFlatIP(index.d)
-    # Exact top-11 by streaming the vectors in chunks (no second full copy in memory).
     best_s = np.full((n_q, 11), -np.inf, np.float32)
     best_i = np.full((n_q, 11), -1, np.int64)
-    for start in range(0, len(ids), 200_000):
-        chunk = np.ascontiguousarray(vectors[start : start + 200_000], dtype=np.float32)
+    for ids, vecs in chunks():
         exact.reset()
-        exact.add(chunk)
+        exact.add(np.ascontiguousarray(vecs, dtype=np.float32))
         s, i = exact.search(queries, 11)
-        i = np.where(i >= 0, ids[start + np.maximum(i, 0)], -1)
+        i = np.where(i >= 0, ids[np.maximum(i, 0)], -1)
         all_s = np.concatenate([best_s, s], axis=1)
         all_i = np.concatenate([best_i, i], axis=1)
         order = np.argsort(-all_s, axis=1)[:, :11]
         best_s = np.take_along_axis(all_s, order, axis=1)
         best_i = np.take_along_axis(all_i, order, axis=1)
-    truth = [set(row[row != ids[p]][:10].tolist()) for row, p in zip(best_i, picks, strict=True)]
+    truth = [set(row[row != q][:10].tolist()) for row, q in zip(best_i, query_ids, strict=True)]
     nprobe = 1
     while nprobe < index.nlist:
         index.nprobe = nprobe
         _, got = index.search(queries, 11)
         hits = sum(
-            len(t & set(g[g != ids[p]][:10].tolist()))
-            for t, g, p in zip(truth, got, picks, strict=True)
+            len(t & set(g[g != q][:10].tolist()))
+            for t, g, q in zip(truth, got, query_ids, strict=True)
         )
         if hits / max(1, sum(len(t) for t in truth)) >= RECALL_TARGET:
             return nprobe

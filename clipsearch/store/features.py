@@ -12,7 +12,7 @@ import numpy as np
 from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from clipsearch.store.store import _CHUNK, Store, _chunks
-from clipsearch.store.tables import Image, Tag
+from clipsearch.store.tables import Image, Tag, Vector
 
 
 def missing_hashes(store: Store) -> list[tuple[int, str]]:
@@ -133,6 +133,6 @@ def ids_with_vectors_after(store: Store, ids: Iterable[int]) -> list[int]:
     out: list[int] = []
     with store.engine.connect() as conn:
         for chunk in _chunks([int(i) for i in ids]):
-            q = select(Image.c.id).where(Image.c.id.in_(chunk), Image.c.embedding.is_not(None))
+            q = select(Vector.c.image_id).where(Vector.c.image_id.in_(chunk))
             out.extend(int(i) for i in conn.execute(q).scalars())
     return out

@@ -1,7 +1,7 @@
 """Queries over the library database. One short transaction per unit of work.
 
-Vectors are stored as little-endian float32 blobs next to their image rows: SQLite is the
-source of truth and the FAISS file a cache that can always be rebuilt from here. Every
+Vectors are stored as little-endian float16 blobs in `vectors`, apart from the image rows:
+SQLite is the source of truth and the FAISS file a cache that can always be rebuilt from here. Every
 change to a vector is appended to `vector_log` in the same transaction, which is how an
 index file (and any reader process) catches up.
 """
@@ -13,12 +13,13 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
-from sqlalchemy import Engine, bindparam, delete, false, func, insert, or_, select, update
+from sqlalchemy import Engine, Select, bindparam, delete, false, func, insert, or_, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from clipsearch.store.tables import Failure, Generation, Image, Meta, Root, VectorLog
+from clipsearch.store.tables import Failure, Generation, Image, Meta, Root, Vector, VectorLog
 
 _CHUNK = 20_000  # ids per IN (...) query; SQLite here allows 250k variables
 
@@ -124,13 +125,21 @@ _ROW_COLUMNS = (
     Image.c.source,
     Image.c.added_at,
     Image.c.updated_at,
-    Image.c.embedding.is_not(None),
+    Vector.c.image_id.is_not(None),
 )
+_ROWS_FROM = Image.outerjoin(Vector, Vector.c.image_id == Image.c.id)
+_WITH_VECTORS = Image.join(Vector, Vector.c.image_id == Image.c.id)
+
+
+def _rows() -> Select:
+    """Image rows (with whether each has a vector)."""
+    return select(*_ROW_COLUMNS).select_from(_ROWS_FROM)
 
 
 _ROWS_SQL = (
     "SELECT id, path, size, mtime_ns, content_hash, width, height, format, taken_at, source, "
-    "added_at, updated_at, embedding IS NOT NULL FROM images"
+    "added_at, updated_at, vectors.image_id IS NOT NULL FROM images "
+    "LEFT JOIN vectors ON vectors.image_id = images.id"
 )
 
 
@@ -138,10 +147,19 @@ def _row(r: Sequence) -> ImageRow:
     return ImageRow(*r[:12], has_vector=bool(r[12]))
 
 
-def _blob(vector: np.ndarray | None) -> bytes | None:
-    if vector is None:
-        return None
-    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+def _blob(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype="<f2").tobytes()
+
+
+def as_stored(vectors: np.ndarray) -> np.ndarray:
+    """`vectors` as they come back from the store: float16-rounded, unit length again (a
+    picture searched with its own vector scores 1)."""
+    return _unit(np.asarray(vectors, dtype="<f2").astype(np.float32))
+
+
+def _unit(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.maximum(norms, 1e-12)
 
 
 def _chunks(items: Sequence, n: int = _CHUNK) -> Iterator[Sequence]:
@@ -226,7 +244,7 @@ class Store:
     # --- reads -----------------------------------------------------------------------
     def rows_under(self, roots: Iterable[str]) -> dict[str, ImageRow]:
         with self.engine.connect() as conn:
-            rows = conn.execute(select(*_ROW_COLUMNS).where(under(Image.c.path, roots)))
+            rows = conn.execute(_rows().where(under(Image.c.path, roots)))
             return {r[1]: _row(r) for r in rows}
 
     def failures_under(self, roots: Iterable[str]) -> dict[str, FailureRow]:
@@ -259,7 +277,7 @@ class Store:
         found: dict[str, list[ImageRow]] = {}
         with self.engine.connect() as conn:
             for chunk in _chunks(sorted(set(hashes))):
-                q = select(*_ROW_COLUMNS).where(Image.c.content_hash.in_(chunk))
+                q = _rows().where(Image.c.content_hash.in_(chunk))
                 for r in conn.execute(q):
                     found.setdefault(r[4], []).append(_row(r))
         return found
@@ -271,14 +289,16 @@ class Store:
                 # Plain SQL: this is on every search's path, and compiling the expression
                 # each time costs more than the query.
                 marks = ",".join("?" * len(chunk))
-                rows = conn.exec_driver_sql(f"{_ROWS_SQL} WHERE id IN ({marks})", tuple(chunk))
+                rows = conn.exec_driver_sql(
+                    f"{_ROWS_SQL} WHERE images.id IN ({marks})", tuple(chunk)
+                )
                 for r in rows:
                     out[r[0]] = _row(r)
         return out
 
     def row_by_path(self, path: str) -> ImageRow | None:
         with self.engine.connect() as conn:
-            r = conn.execute(select(*_ROW_COLUMNS).where(Image.c.path == path)).first()
+            r = conn.execute(_rows().where(Image.c.path == path)).first()
         return _row(r) if r else None
 
     def get_vectors(self, ids: Iterable[int], dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -287,13 +307,17 @@ class Store:
         blobs: list[bytes] = []
         with self.engine.connect() as conn:
             for chunk in _chunks([int(i) for i in ids]):
-                q = select(Image.c.id, Image.c.embedding).where(
-                    Image.c.id.in_(chunk), Image.c.embedding.is_not(None)
-                )
+                q = select(Vector.c.image_id, Vector.c.data).where(Vector.c.image_id.in_(chunk))
                 for i, blob in conn.execute(q):
                     got_ids.append(i)
                     blobs.append(blob)
         return _stack(got_ids, blobs, dim)
+
+    def vector_ids(self) -> np.ndarray:
+        """The ids of every image with a vector (read from a narrow index)."""
+        with self.engine.connect() as conn:
+            ids = conn.execute(select(Vector.c.image_id).order_by(Vector.c.image_id)).scalars()
+            return np.fromiter(ids, dtype=np.int64)
 
     def iter_vectors(
         self, dim: int, chunk: int = 50_000
@@ -303,9 +327,9 @@ class Store:
         while True:
             with self.engine.connect() as conn:
                 q = (
-                    select(Image.c.id, Image.c.embedding)
-                    .where(Image.c.id > last, Image.c.embedding.is_not(None))
-                    .order_by(Image.c.id)
+                    select(Vector.c.image_id, Vector.c.data)
+                    .where(Vector.c.image_id > last)
+                    .order_by(Vector.c.image_id)
                     .limit(chunk)
                 )
                 rows = conn.execute(q).all()
@@ -328,33 +352,25 @@ class Store:
         or the file's modification time when there is none; `after` is inclusive, `before`
         exclusive.
         """
-        conds = [Image.c.embedding.is_not(None)]
+        conds = []
         roots = list(roots)
         if roots:
             conds.append(under(Image.c.path, roots))
         if source is not None:
             conds.append(Image.c.source == source)
-        when = func.coalesce(
-            Image.c.taken_at,
-            func.strftime("%Y-%m-%dT%H:%M:%S", Image.c.mtime_ns / 1e9, "unixepoch", "localtime"),
-        )
         if after is not None:
-            conds.append(when >= after)
+            conds.append(Image.c.dated >= after)  # indexed (ix_images_dated)
         if before is not None:
-            conds.append(when < before)
+            conds.append(Image.c.dated < before)
         with self.engine.connect() as conn:
-            ids = conn.execute(select(Image.c.id).where(*conds)).scalars()
+            q = select(Image.c.id).select_from(_WITH_VECTORS).where(*conds)
+            ids = conn.execute(q).scalars()
             return np.fromiter(ids, dtype=np.int64)
 
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
             images = conn.execute(select(func.count()).select_from(Image)).scalar() or 0
-            vectors = (
-                conn.execute(
-                    select(func.count()).select_from(Image).where(Image.c.embedding.is_not(None))
-                ).scalar()
-                or 0
-            )
+            vectors = conn.execute(select(func.count()).select_from(Vector)).scalar() or 0
             failures = conn.execute(select(func.count()).select_from(Failure)).scalar() or 0
             by_source = dict(
                 conn.execute(select(Image.c.source, func.count()).group_by(Image.c.source)).all()
@@ -368,7 +384,8 @@ class Store:
         }
 
     def vector_count(self) -> int:
-        return self.counts()["vectors"]
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(Vector)).scalar() or 0)
 
     def roots(self) -> list[RootRow]:
         """Every root the user indexed, by path."""
@@ -398,9 +415,12 @@ class Store:
             )
             return [tuple(r) for r in conn.execute(q.order_by(VectorLog.c.seq))]
 
-    def prune_log(self, upto: int) -> None:
-        """Forget log entries an index file saved at `upto` already contains."""
+    def prune_log(self, upto: int, *, meta: dict[str, str] | None = None) -> None:
+        """Forget log entries an index file saved at `upto` already contains (and record
+        `meta` about that file in the same transaction)."""
         with self.engine.begin() as conn:
+            if meta:
+                self._set_meta(conn, meta)
             conn.execute(delete(VectorLog).where(VectorLog.c.seq <= upto))
             current = conn.execute(
                 select(Meta.c.value).where(Meta.c.key == "log_pruned_upto")
@@ -418,6 +438,7 @@ class Store:
         now = time.time()
         new_ids: list[int] = []
         log: list[dict] = []
+        vectors: list[dict] = []
         with self.engine.begin() as conn:
             for img in changes.inserts:
                 new_id = conn.execute(
@@ -426,26 +447,43 @@ class Store:
                 new_ids.append(int(new_id))
                 if img.vector is not None:
                     log.append({"image_id": new_id, "op": "add"})
+                    vectors.append({"image_id": new_id, "data": _blob(img.vector)})
             for image_id, img in changes.replaces:
                 conn.execute(
                     update(Image)
                     .where(Image.c.id == image_id)
                     .values(**_values(img), updated_at=now)
                 )
+                conn.execute(delete(Vector).where(Vector.c.image_id == image_id))
+                if img.vector is not None:
+                    vectors.append({"image_id": image_id, "data": _blob(img.vector)})
                 log.append(
                     {"image_id": image_id, "op": "add" if img.vector is not None else "remove"}
                 )
+            if vectors:
+                conn.execute(insert(Vector), vectors)
             for image_id, path, size, mtime_ns in changes.moves:
                 conn.execute(
                     update(Image)
                     .where(Image.c.id == image_id)
-                    .values(path=path, size=size, mtime_ns=mtime_ns, updated_at=now)
+                    .values(
+                        path=path,
+                        size=size,
+                        mtime_ns=mtime_ns,
+                        dated=func.coalesce(Image.c.taken_at, local_iso(mtime_ns)),
+                        updated_at=now,
+                    )
                 )
             for image_id, size, mtime_ns in changes.touches:
                 conn.execute(
                     update(Image)
                     .where(Image.c.id == image_id)
-                    .values(size=size, mtime_ns=mtime_ns, updated_at=now)
+                    .values(
+                        size=size,
+                        mtime_ns=mtime_ns,
+                        dated=func.coalesce(Image.c.taken_at, local_iso(mtime_ns)),
+                        updated_at=now,
+                    )
                 )
             for chunk in _chunks(changes.removes):
                 conn.execute(delete(Image).where(Image.c.id.in_(chunk)))
@@ -578,10 +616,8 @@ class Store:
     def clear_vectors(self, meta: dict[str, str]) -> int:
         """Drop every vector (switching models) and record the new model, atomically."""
         with self.engine.begin() as conn:
-            ids = list(
-                conn.execute(select(Image.c.id).where(Image.c.embedding.is_not(None))).scalars()
-            )
-            conn.execute(update(Image).values(embedding=None))
+            ids = list(conn.execute(select(Vector.c.image_id)).scalars())
+            conn.execute(delete(Vector))
             if ids:
                 conn.execute(insert(VectorLog), [{"image_id": i, "op": "remove"} for i in ids])
             self._set_meta(conn, meta)
@@ -602,10 +638,7 @@ class Store:
 
     def ids_without_vectors(self) -> list[ImageRow]:
         with self.engine.connect() as conn:
-            return [
-                _row(r)
-                for r in conn.execute(select(*_ROW_COLUMNS).where(Image.c.embedding.is_(None)))
-            ]
+            return [_row(r) for r in conn.execute(_rows().where(Vector.c.image_id.is_(None)))]
 
 
 def _values(img: NewImage) -> dict:
@@ -619,7 +652,7 @@ def _values(img: NewImage) -> dict:
         "format": img.format,
         "taken_at": img.taken_at,
         "source": img.source,
-        "embedding": _blob(img.vector),
+        "dated": img.taken_at or local_iso(img.mtime_ns),
         **dict(zip(_HASH_COLUMNS, img.hashes or (None,) * 4, strict=True)),
     }
 
@@ -630,5 +663,10 @@ _HASH_COLUMNS = ("phash", "dhash", "phash_mirror", "dhash_mirror")
 def _stack(ids: list[int], blobs: list[bytes], dim: int) -> tuple[np.ndarray, np.ndarray]:
     if not ids:
         return np.empty(0, np.int64), np.empty((0, dim), np.float32)
-    matrix = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(ids), dim)
-    return np.asarray(ids, dtype=np.int64), matrix.astype(np.float32, copy=False)
+    matrix = np.frombuffer(b"".join(blobs), dtype="<f2").reshape(len(ids), dim)
+    return np.asarray(ids, dtype=np.int64), _unit(matrix.astype(np.float32))
+
+
+def local_iso(mtime_ns: int) -> str:
+    """A modification time as date filters compare it: ISO 8601, local time, to the second."""
+    return datetime.fromtimestamp(mtime_ns / 1e9).strftime("%Y-%m-%dT%H:%M:%S")

@@ -60,7 +60,8 @@ Meta = Table(
     Column("value", Text, nullable=False),
 )
 
-# One image file in the collection, with its vector (float32, unit length).
+# One image file in the collection (its vector is in `vectors`). `dated` is what date filters
+# compare: the capture time (EXIF), else the file's modification time in local time.
 Image = Table(
     "images",
     metadata,
@@ -74,7 +75,6 @@ Image = Table(
     Column("format", String(16)),
     Column("taken_at", String(32)),
     Column("source", String(16), nullable=False, server_default="photos"),
-    Column("embedding", LargeBinary),
     # Perceptual hashes (clipsearch.media.phash), signed 64-bit; NULL until computed.
     Column("phash", Integer),
     Column("dhash", Integer),
@@ -82,8 +82,22 @@ Image = Table(
     Column("dhash_mirror", Integer),
     Column("added_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("dated", String(32)),
     Index("ix_images_content_hash", "content_hash"),
+    Index("ix_images_dated", "dated"),
+    Index("ix_images_source", "source"),
     CheckConstraint("source IN ('photos', 'generated')", name="ck_images_source"),
+)
+
+# An image's vector: unit length, float16 little-endian (half the bytes of float32; cosine
+# to it > 0.99999). Apart from the rows, so scanning images never reads vectors.
+Vector = Table(
+    "vectors",
+    metadata,
+    Column("image_id", Integer, ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+    # Redundant with the primary key, and narrow: count(*) walks it instead of the blobs.
+    Index("ix_vectors_count", "image_id"),
 )
 
 # A file that could not be indexed, and why. Retried only when the file changes.

@@ -18,6 +18,7 @@ Nobody else touches the index's `seq`, the files or the log pruning.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 from collections.abc import Iterator
@@ -26,12 +27,21 @@ from pathlib import Path
 import numpy as np
 
 from clipsearch.errors import LibraryError
-from clipsearch.store.faiss_index import VectorIndex, index_files
+from clipsearch.store.faiss_index import (
+    APPROX_THRESHOLD,
+    VectorIndex,
+    build_ivf,
+    index_files,
+    nlist_for,
+)
 from clipsearch.store.lock import WriterLock
-from clipsearch.store.store import Changes, Store
+from clipsearch.store.store import Changes, Store, as_stored
 
 log = logging.getLogger(__name__)
+notice = logging.getLogger("clipsearch.notice")
 
+INDEX_FACTS = "index_file_facts"  # meta: what the last saved index file holds
+GROWTH_META = "index_growth"  # meta: the size at which an approximate index was last tried
 SAVE_AFTER_REPLAY = 2_000  # log entries a writer replays before it re-saves the index file
 
 
@@ -72,15 +82,26 @@ class VectorCache:
             yield self._current()
 
     def describe(self) -> dict:
-        """What `status` shows about the index: kind, vectors, nprobe, file."""
-        index = self.index() if self.dim is not None else None
+        """What `status` shows about the index: kind, vectors, nprobe, file.
+
+        From the facts the last save recorded with the file when it holds every committed
+        change (reading a 2 GB index just to count it would take seconds); otherwise from the
+        index itself, loaded and caught up: what a search would see.
+        """
         files = index_files(self.folder)
-        return {
-            "kind": index.kind if index else None,
-            "vectors": index.ntotal if index else 0,
-            "nprobe": index.nprobe if index else None,
-            "file": files[-1].name if files else None,
-        }
+        name = files[-1].name if files else None
+        facts = json.loads(self.store.get_meta(INDEX_FACTS) or "{}")
+        unsaved = self.unsaved_changes()
+        if self._index is not None or unsaved or self.dim is None or facts.get("file") != name:
+            index = self.index() if self.dim is not None else None
+            return {
+                "kind": index.kind if index else None,
+                "vectors": index.ntotal if index else 0,
+                "nprobe": index.nprobe if index else None,
+                "file": name,
+                "unsaved_changes": unsaved,
+            }
+        return {**facts, "unsaved_changes": 0}
 
     def unsaved_changes(self) -> int:
         """Vector changes committed since the index file was last written."""
@@ -101,8 +122,8 @@ class VectorCache:
             add_vecs = [n.vector for n in changes.inserts] + [
                 n.vector for _, n in changes.replaces if n.vector is not None
             ]
-            if add_ids:
-                index.add(np.asarray(add_ids, np.int64), np.stack(add_vecs))
+            if add_ids:  # as the store keeps them, so a rebuilt index is the same index
+                index.add(np.asarray(add_ids, np.int64), as_stored(np.stack(add_vecs)))
             if last_seq is not None:
                 index.seq = last_seq
             return add_ids
@@ -142,10 +163,31 @@ class VectorCache:
         """
         if self._index is None or self.dim is None:
             return
-        with self._lock.holding("clipsearch (saving the index)"), self._mutex:
-            index = self._current()  # with the writer lock nobody else writes
-            if index.seq > self._saved_seq:
-                self._save(index)
+        with self._lock.holding("clipsearch (saving the index)"):
+            with self._mutex:
+                index = self._current()  # with the writer lock nobody else writes
+                if index.seq > self._saved_seq:
+                    self._save(index)
+            self._follow_growth(index)
+
+    def _follow_growth(self, index: VectorIndex) -> None:
+        """The index follows the library (writer, at a checkpoint): a library that has grown
+        past APPROX_THRESHOLD gets an approximate index, trained again each time it doubles.
+        Built beside the current index (searches here go on meanwhile), then swapped in."""
+        dim = self.dim
+        state = json.loads(self.store.get_meta(GROWTH_META) or "{}")
+        checked = int(state.get("checked_at", 0))
+        if dim is None or index.ntotal < APPROX_THRESHOLD or index.ntotal < 2 * checked:
+            return
+        built = self._build(dim, approximate=True)
+        with self._mutex:
+            try:
+                self._catch_up(built)
+            except _Stale:
+                return  # cannot happen under the writer lock; try at the next checkpoint
+            if built.kind != "flat" or index.kind != "flat":
+                self._index = built
+                self._save(built)
 
     def discard_temp_files(self) -> None:
         """Remove temporary files of a writer killed mid-save. The caller holds the lock."""
@@ -154,6 +196,10 @@ class VectorCache:
                 tmp.unlink()
 
     # --- the cache itself ---------------------------------------------------------------------
+    def _saved_kind(self) -> str | None:
+        """The kind of the newest index file, as its writer recorded it."""
+        return json.loads(self.store.get_meta(INDEX_FACTS) or "{}").get("kind")
+
     def _store_changed(self) -> bool:
         """Whether the database changed since the last look (microseconds, against the
         queries of a catch-up on every search)."""
@@ -178,6 +224,9 @@ class VectorCache:
         if dim is None:
             self._index = None
             return VectorIndex.empty(1)
+        saved_kind = self._saved_kind()
+        if self._index is not None and saved_kind and self._index.kind != saved_kind:
+            self._index = None  # the writer made an approximate index: load it
         if self._index is not None and self._index.dim == dim:
             try:
                 self._catch_up(self._index)
@@ -212,20 +261,43 @@ class VectorCache:
 
     def _rebuild(self, dim: int) -> VectorIndex:
         while True:
-            seq = self.store.max_seq()
-            parts = list(self.store.iter_vectors(dim))
-            ids = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, np.int64)
-            vecs = (
-                np.concatenate([p[1] for p in parts]) if parts else np.empty((0, dim), np.float32)
-            )
-            index = VectorIndex.build(dim, ids, vecs)
-            index.seq = seq
+            index = self._build(dim, approximate=None)
             try:
                 self._catch_up(index)  # entries committed while we read replay idempotently
             except _Stale:
                 continue
             self._save_after_rebuild(index)
             return index
+
+    def _build(self, dim: int, *, approximate: bool | None) -> VectorIndex:
+        """A new index from the store's vectors, streamed in chunks (memory: the index and a
+        chunk). Approximate at APPROX_THRESHOLD vectors and more (unless told), when the
+        data has structure an IVF can use; its `seq` is the log position it reflects."""
+        seq = self.store.max_seq()
+        n = self.store.vector_count()
+        if approximate is None:
+            approximate = n >= APPROX_THRESHOLD
+        index: VectorIndex | None = None
+        if approximate and n >= 1_000:
+            notice.info("building the approximate index of %d vectors ...", n)
+            ids = self.store.vector_ids()
+            rng = np.random.default_rng(1234)
+            pick = np.sort(rng.choice(ids, size=min(n, 40 * nlist_for(n)), replace=False))
+            sample = self.store.get_vectors(pick, dim)
+            index = build_ivf(dim, n, sample, lambda: self.store.iter_vectors(dim))
+            self.store.set_meta(
+                {
+                    GROWTH_META: json.dumps(
+                        {"checked_at": n, "kind": index.kind if index else "flat"}
+                    )
+                }
+            )
+        if index is None:
+            index = VectorIndex.empty(dim)
+            for ids, vecs in self.store.iter_vectors(dim):
+                index.add(ids, vecs)
+        index.seq = seq
+        return index
 
     def _catch_up(self, index: VectorIndex) -> None:
         """Replay vector-log entries newer than the index (idempotent)."""
@@ -261,6 +333,12 @@ class VectorCache:
 
     def _save(self, index: VectorIndex) -> None:
         self.discard_temp_files()
-        index.save(self.folder, index.seq)
+        path = index.save(self.folder, index.seq)
         self._saved_seq = index.seq
-        self.store.prune_log(index.seq)
+        facts = {
+            "kind": index.kind,
+            "vectors": index.ntotal,
+            "nprobe": index.nprobe,
+            "file": path.name,
+        }
+        self.store.prune_log(index.seq, meta={INDEX_FACTS: json.dumps(facts)})

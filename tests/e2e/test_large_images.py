@@ -46,7 +46,8 @@ def big(tmp_path_factory, tiny_model):
 def _rows(lib_dir: Path) -> dict[str, tuple]:
     with sqlite3.connect(lib_dir / "clipsearch.db") as db:
         rows = db.execute(
-            "SELECT path, width, height, embedding IS NOT NULL, phash FROM images"
+            "SELECT path, width, height, vectors.image_id IS NOT NULL, phash FROM images "
+            "LEFT JOIN vectors ON vectors.image_id = images.id"
         ).fetchall()
     return {Path(p).name: tuple(rest) for p, *rest in rows}
 

@@ -61,7 +61,7 @@ def committed(lib: Path) -> int:
     import sqlite3
 
     with sqlite3.connect(lib / "clipsearch.db") as conn:
-        return conn.execute("SELECT count(*) FROM images WHERE embedding IS NOT NULL").fetchone()[0]
+        return conn.execute("SELECT count(*) FROM vectors").fetchone()[0]
 
 
 def wait_for_commits(lib: Path, at_least: int, timeout=90):

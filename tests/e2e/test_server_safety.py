@@ -33,7 +33,8 @@ def snapshot(lib_dir: Path, photos: Path) -> dict:
     db = sqlite3.connect(f"file:{lib_dir / 'clipsearch.db'}?mode=ro", uri=True)
     try:
         rows = db.execute(
-            "SELECT id, path, size, mtime_ns, content_hash, embedding FROM images ORDER BY id"
+            "SELECT id, path, size, mtime_ns, content_hash, data FROM images "
+            "LEFT JOIN vectors ON vectors.image_id = images.id ORDER BY id"
         ).fetchall()
         meta = db.execute("SELECT key, value FROM meta ORDER BY key").fetchall()
         failures = db.execute("SELECT path, reason FROM failures ORDER BY path").fetchall()

@@ -16,6 +16,7 @@ def test_status_json(cli, photos, lib_dir, tiny_model):
         "vectors": 8,
         "nprobe": None,
         "file": st["index"]["file"],
+        "unsaved_changes": 0,
     }
     assert st["index"]["file"].startswith("vectors-")
     assert st["roots"][0]["path"] == str(photos) and st["roots"][0]["last_indexed_at"]

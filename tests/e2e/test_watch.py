@@ -42,7 +42,9 @@ def _connect(lib_dir: Path) -> sqlite3.Connection:
 def indexed(lib_dir: Path) -> dict[str, tuple[int, bytes]]:
     """path -> (id, vector bytes) for every image with a vector, read straight from SQLite."""
     with _connect(lib_dir) as conn:
-        rows = conn.execute("SELECT path, id, embedding FROM images WHERE embedding IS NOT NULL")
+        rows = conn.execute(
+            "SELECT path, id, data FROM images JOIN vectors ON vectors.image_id = images.id"
+        )
         return {p: (i, e) for p, i, e in rows}
 
 

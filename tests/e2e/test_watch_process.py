@@ -76,7 +76,7 @@ def wait_watching(lib: Path, proc: subprocess.Popen) -> dict:
 
 def indexed(lib: Path) -> list[str]:
     with sqlite3.connect(lib / "clipsearch.db") as conn:
-        rows = conn.execute("SELECT path FROM images WHERE embedding IS NOT NULL")
+        rows = conn.execute("SELECT path FROM images JOIN vectors ON image_id = images.id")
         return sorted(p for (p,) in rows)
 
 

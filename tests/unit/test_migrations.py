@@ -48,6 +48,7 @@ def test_wal_mode(tmp_path):
 
 
 def test_existing_library_upgrades_in_place_and_keeps_its_data(tmp_path):
+    import numpy as np
     from alembic import command
     from sqlalchemy import text
 
@@ -58,20 +59,31 @@ def test_existing_library_upgrades_in_place_and_keeps_its_data(tmp_path):
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "0001")  # a library made by the first release
+    vec = np.array([0.5, -0.5, 0.5, 0.5], "<f4")
     with engine.begin() as conn:
         conn.execute(
             text(
                 "INSERT INTO images (id, path, size, mtime_ns, content_hash, source, embedding, "
-                "added_at, updated_at) VALUES (7, '/p/a.jpg', 1, 2, 'h', 'photos', x'00', 0, 0)"
-            )
+                "added_at, updated_at) VALUES (7, '/p/a.jpg', 1, 2, 'h', 'photos', :e, 0, 0)"
+            ),
+            {"e": vec.tobytes()},
         )
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0004")  # the release before vectors moved out of the rows
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO tags (image_id, label, score) VALUES (7, 'dog', 0.9)"))
     migrate(engine)
     assert schema_state(engine)[0] == schema_state(engine)[1]
     with engine.begin() as conn:
         assert conn.execute(text("SELECT path FROM images WHERE id = 7")).scalar() == "/p/a.jpg"
-        conn.execute(text("INSERT INTO tags (image_id, label, score) VALUES (7, 'dog', 0.9)"))
+        assert conn.execute(text("SELECT count(*) FROM tags")).scalar() == 1  # kept
+        stored = conn.execute(text("SELECT data FROM vectors WHERE image_id = 7")).scalar()
+        assert np.array_equal(np.frombuffer(stored, "<f2").astype(np.float32), vec)
+        assert conn.execute(text("SELECT dated FROM images WHERE id = 7")).scalar()
         conn.execute(text("DELETE FROM images WHERE id = 7"))
         assert conn.execute(text("SELECT count(*) FROM tags")).scalar() == 0  # cascades
+        assert conn.execute(text("SELECT count(*) FROM vectors")).scalar() == 0
 
 
 def test_the_fast_schema_check_knows_the_newest_migration():

@@ -82,3 +82,16 @@ def test_clearing_vectors_keeps_rows_and_logs_removals(store: Store) -> None:
     assert store.counts()["images"] == 2 and store.vector_count() == 0
     assert sorted(i for _, i, op in store.log_since(seq) if op == "remove") == sorted(ids)
     assert store.get_meta("model") == "other" and store.dim() == 8
+
+
+def test_vectors_are_kept_in_float16_apart_from_the_rows(store: Store) -> None:
+    import sqlite3
+
+    img = _img("/p/a.jpg", 1)
+    (i,), _ = store.apply(Changes(inserts=[img]))
+    with sqlite3.connect(store.path) as conn:
+        (blob,) = conn.execute("SELECT data FROM vectors WHERE image_id = ?", (i,)).fetchone()
+        columns = [c[1] for c in conn.execute("PRAGMA table_info(images)")]
+    assert len(blob) == 4 * 2 and "embedding" not in columns  # 2 bytes a dimension
+    _, vecs = store.get_vectors([i], 4)
+    assert float(vecs[0] @ img.vector) > 0.9999
