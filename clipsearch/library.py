@@ -670,6 +670,7 @@ class Library:
             threshold=threshold if similar else None,
             exclude=quarantine.quarantine_dirs(self.store),
             extra_hashes=extra,
+            reading=self.vectors.reading if self.dim is not None else None,
         )
         report.hashed = hashed
         return report

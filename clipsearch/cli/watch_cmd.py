@@ -111,6 +111,7 @@ def watch(
         if not os.path.isdir(root):
             raise click.BadParameter(f"{root} is not a folder", param_hint="PATH")
     with _daemon_logging(state, log_file), state.open_library(create=bool(paths)) as lib:
+        lib.vectors.long_lived()  # follows commits for hours: no stalls, no creeping memory
         if roots is None:
             roots = lib.watched_roots()
             if not roots:

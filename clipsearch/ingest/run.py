@@ -222,7 +222,9 @@ class IngestRun:
         self._batch: list[_Prepared] = []
         self._moved_ids: set[int] = set()
         self._missing: dict[str, ImageRow] = {}
-        self._run_vectors: dict[str, np.ndarray] = {}  # hash -> vector embedded in this run
+        # Contents embedded by this run (Python hashes of their digests: ~60 bytes each, not
+        # the 2 KB vector): a second file with the same content takes the committed vector.
+        self._run_hashes: set[int] = set()
         self.vector_ids: list[int] = []  # images given a (new) vector by this run, committed
         # Counted into the summary only once committed: an interrupted commit did nothing.
         self._uncommitted = dict.fromkeys(("added", "updated", "moved", "unchanged", "failed"), 0)
@@ -400,13 +402,23 @@ class IngestRun:
             assert job.row is not None
             ch.touches.append((job.row.id, st.size, st.mtime_ns))
             self._uncommitted["unchanged"] += 1
-        elif item.hash in self._run_vectors:  # same content as a file embedded this run
-            self._store_vector(item, self._run_vectors[item.hash])
+        elif (vector := self._embedded_by_this_run(item.hash)) is not None:
+            self._store_vector(item, vector)  # same content as a file embedded this run
         else:
             self._batch.append(item)
         if len(self._batch) >= self.batch_size or self._pending_small_changes() >= 256:
             self._flush()
         return 1
+
+    def _embedded_by_this_run(self, digest: str | None) -> np.ndarray | None:
+        """The vector of a file with this content embedded (and committed) by this run."""
+        if digest is None or hash(digest) not in self._run_hashes:
+            return None
+        rows = [r for r in self.store.rows_by_hash([digest]).get(digest, []) if r.has_vector]
+        if not rows:
+            return None
+        _, vectors = self.store.get_vectors([rows[0].id], self.encoder.dim)
+        return vectors[0] if len(vectors) else None
 
     def _pending_small_changes(self) -> int:
         ch = self._changes
@@ -487,7 +499,7 @@ class IngestRun:
             self.summary.embedded += len(self._batch)
             for item, vec in zip(self._batch, vectors, strict=True):
                 assert item.hash is not None
-                self._run_vectors[item.hash] = vec
+                self._run_hashes.add(hash(item.hash))
                 self._store_vector(item, vec)
             self._batch = []
         if self._changes:

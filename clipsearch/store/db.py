@@ -17,6 +17,7 @@ from clipsearch.errors import DiskFull, LibraryDamaged, LibraryError
 from clipsearch.resources import migrations_dir
 
 notice = logging.getLogger("clipsearch.notice")
+PAGE_SIZE = 16_384  # bytes per database page (new libraries, and on compaction)
 _FULL = ("database or disk is full", "disk i/o error")
 _DAMAGED = ("malformed", "file is not a database", "database corrupt")
 
@@ -32,6 +33,10 @@ def open_database(path: Path, *, readonly: bool = False) -> Engine:
         dbapi_conn.text_factory = _decode_text
         cur = dbapi_conn.cursor()
         if not readonly:
+            # Only a new, empty database takes it (an existing one keeps its page size until
+            # compacted, see `migrate`): 16 KB pages hold 15 float16 512-d vectors where 4 KB
+            # pages hold 3 with a quarter of each page unused.
+            cur.execute(f"PRAGMA page_size={PAGE_SIZE}")
             cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
@@ -161,6 +166,15 @@ def migrate(engine: Engine) -> None:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
     if current is not None and current < COMPACT_BEFORE:
-        notice.info("compacting the library database (once) ...")
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.exec_driver_sql("VACUUM")
+        compact(engine)
+
+
+def compact(engine: Engine) -> None:
+    """VACUUM the database into PAGE_SIZE pages (out of WAL mode for it, then back)."""
+    notice.info("compacting the library database (once) ...")
+    engine.dispose()  # pooled connections would keep the database in WAL mode
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("PRAGMA journal_mode=DELETE")
+        conn.exec_driver_sql(f"PRAGMA page_size={PAGE_SIZE}")
+        conn.exec_driver_sql("VACUUM")
+        conn.exec_driver_sql("PRAGMA journal_mode=WAL")

@@ -57,9 +57,11 @@ def all_hashes(store: Store) -> tuple[np.ndarray, np.ndarray]:
     """(ids, hashes) of every image that has them: int64 (N,) and int64 (N, 4)."""
     cols = (Image.c.id, Image.c.phash, Image.c.dhash, Image.c.phash_mirror, Image.c.dhash_mirror)
     with store.engine.connect() as conn:
-        rows = conn.execute(
-            select(*cols).where(Image.c.phash.is_not(None)).order_by(Image.c.id)
-        ).all()
+        rows = (  # plain tuples from the driver: numpy reads them at once (not Row objects)
+            conn.execute(
+                select(*cols).where(Image.c.phash.is_not(None)).order_by(Image.c.id)
+            ).cursor.fetchall()
+        )
     if not rows:
         return np.empty(0, np.int64), np.empty((0, 4), np.int64)
     arr = np.asarray(rows, dtype=np.int64)
@@ -69,7 +71,7 @@ def all_hashes(store: Store) -> tuple[np.ndarray, np.ndarray]:
 def all_content_hashes(store: Store) -> list[tuple[int, str]]:
     """(id, content hash) of every image."""
     with store.engine.connect() as conn:
-        return [(int(i), h) for i, h in conn.execute(select(Image.c.id, Image.c.content_hash))]
+        return conn.execute(select(Image.c.id, Image.c.content_hash)).cursor.fetchall()
 
 
 # --- tags ---------------------------------------------------------------------------------

@@ -9,8 +9,12 @@ index file is named after the last log entry it contains (`vectors-<seq>.faiss`)
   disagrees with the store after replay;
 - **committing** (:meth:`VectorCache.apply`, :meth:`VectorCache.move`): the store
   transaction and the in-memory index change together, while searches in this process wait;
-- **saving**: only the writer (the process holding the library's lock) writes the file and
-  prunes the log up to it; a reader that had to rebuild saves when nobody writes.
+- **saving**: only the process holding the library's lock writes the file and prunes the log
+  (all but the newest LOG_KEPT entries: a long-lived reader a little behind replays them
+  instead of reading the whole new file). The writer saves at its checkpoints; a process that
+  on opening had to rebuild, or to replay SAVE_AFTER_REPLAY entries or more, saves when nobody
+  writes (taking the lock for it), so the next process does not replay them again. A
+  long-lived reader (`serve`) following commits never saves on its search path.
 
 Nobody else touches the index's `seq`, the files or the log pruning.
 """
@@ -33,6 +37,7 @@ from clipsearch.store.faiss_index import (
     build_ivf,
     index_files,
     nlist_for,
+    steady_memory,
 )
 from clipsearch.store.lock import WriterLock
 from clipsearch.store.store import Changes, Store, as_stored
@@ -42,7 +47,9 @@ notice = logging.getLogger("clipsearch.notice")
 
 INDEX_FACTS = "index_file_facts"  # meta: what the last saved index file holds
 GROWTH_META = "index_growth"  # meta: the size at which an approximate index was last tried
-SAVE_AFTER_REPLAY = 2_000  # log entries a writer replays before it re-saves the index file
+HEADROOM = 0.1  # of each IVF list, made when a long-lived process loads the index
+LOG_KEPT = 100_000  # log entries kept behind the newest index file (a few MB)
+SAVE_AFTER_REPLAY = 2_000  # log entries replayed on opening that are worth a save
 
 
 class _Stale(Exception):
@@ -61,6 +68,14 @@ class VectorCache:
         # Catching up mutates the index: searches in other threads wait for that.
         self._mutex = threading.RLock()
         self._saved_seq = -1  # the log position of the file on disk, as far as we know
+        self._headroom = 0.0  # room made in a loaded IVF index for growth (long-lived only)
+
+    def long_lived(self) -> None:
+        """This process stays up and follows commits (`serve`, `watch`): make room in the
+        index for growth when it is loaded, and return freed memory to the system, so the
+        first search after a commit does not stall and memory stays near the index's size."""
+        self._headroom = HEADROOM
+        steady_memory()
 
     @property
     def dim(self) -> int | None:
@@ -94,6 +109,8 @@ class VectorCache:
         unsaved = self.unsaved_changes()
         if self._index is not None or unsaved or self.dim is None or facts.get("file") != name:
             index = self.index() if self.dim is not None else None
+            files = index_files(self.folder)  # a rebuild on loading saves a file
+            name = files[-1].name if files else None
             return {
                 "kind": index.kind if index else None,
                 "vectors": index.ntotal if index else 0,
@@ -101,12 +118,14 @@ class VectorCache:
                 "file": name,
                 "unsaved_changes": unsaved,
             }
+        facts.pop("seq", None)
         return {**facts, "unsaved_changes": 0}
 
     def unsaved_changes(self) -> int:
         """Vector changes committed since the index file was last written."""
         pruned = int(self.store.get_meta("log_pruned_upto", "0") or 0)
-        return max(0, self.store.max_seq() - max(pruned, self._saved_seq))
+        saved = json.loads(self.store.get_meta(INDEX_FACTS) or "{}").get("seq", 0)
+        return max(0, self.store.max_seq() - max(pruned, self._saved_seq, int(saved)))
 
     # --- committing -------------------------------------------------------------------------
     def apply(self, changes: Changes) -> list[int]:
@@ -188,6 +207,7 @@ class VectorCache:
             if built.kind != "flat" or index.kind != "flat":
                 self._index = built
                 self._save(built)
+                built.reserve(self._headroom)
 
     def discard_temp_files(self) -> None:
         """Remove temporary files of a writer killed mid-save. The caller holds the lock."""
@@ -235,6 +255,7 @@ class VectorCache:
                 pass
         self._index = None
         self._index = self._load(dim)
+        self._index.reserve(self._headroom)
         return self._index
 
     def _load(self, dim: int) -> VectorIndex:
@@ -244,12 +265,14 @@ class VectorCache:
                 break
             self._saved_seq = index.seq
             try:
-                self._catch_up(index)
+                replayed = self._catch_up(index)
                 if index.ntotal != self.store.vector_count():
-                    self._catch_up(index)  # a writer may have committed meanwhile
+                    replayed += self._catch_up(index)  # a writer may have committed meanwhile
             except _Stale:
                 continue  # a writer saved a newer file and pruned the log: load that one
             if index.ntotal == self.store.vector_count():
+                if replayed >= SAVE_AFTER_REPLAY:  # so the next process does not replay them
+                    self._save_when_free(index)
                 return index
             log.warning(
                 "index file disagrees with the database (%d vs %d vectors); rebuilding",
@@ -266,7 +289,7 @@ class VectorCache:
                 self._catch_up(index)  # entries committed while we read replay idempotently
             except _Stale:
                 continue
-            self._save_after_rebuild(index)
+            self._save_when_free(index)
             return index
 
     def _build(self, dim: int, *, approximate: bool | None) -> VectorIndex:
@@ -299,14 +322,14 @@ class VectorCache:
         index.seq = seq
         return index
 
-    def _catch_up(self, index: VectorIndex) -> None:
-        """Replay vector-log entries newer than the index (idempotent)."""
+    def _catch_up(self, index: VectorIndex) -> int:
+        """Replay vector-log entries newer than the index (idempotent); returns how many."""
         pruned = int(self.store.get_meta("log_pruned_upto", "0") or 0)
         if index.seq < pruned:  # entries it needs were pruned after a newer file was saved
             raise _Stale()
         entries = self.store.log_since(index.seq)
         if not entries:
-            return
+            return 0
         final: dict[int, str] = {}
         for _, image_id, op in entries:
             final[image_id] = op
@@ -314,11 +337,11 @@ class VectorCache:
         ids, vecs = self.store.get_vectors([i for i, op in final.items() if op == "add"], index.dim)
         index.add(ids, vecs)
         index.seq = entries[-1][0]
-        if self._lock.held and len(entries) >= SAVE_AFTER_REPLAY:
-            self._save(index)
+        return len(entries)
 
-    def _save_after_rebuild(self, index: VectorIndex) -> None:
-        """A rebuilt index is saved: by the writer, or by a reader when nobody writes."""
+    def _save_when_free(self, index: VectorIndex) -> None:
+        """A rebuilt index, or one that replayed many log entries, is saved: by the writer,
+        or by a reader when nobody writes (else the writer's next checkpoint saves it)."""
         if self._lock.held:
             self._save(index)
             return
@@ -341,4 +364,7 @@ class VectorCache:
             "nprobe": index.nprobe,
             "file": path.name,
         }
-        self.store.prune_log(index.seq, meta={INDEX_FACTS: json.dumps(facts)})
+        # The newest LOG_KEPT entries stay: a long-lived reader (`serve`) a little behind
+        # replays them instead of reading the whole new file.
+        meta = {INDEX_FACTS: json.dumps(facts | {"seq": index.seq})}
+        self.store.prune_log(max(0, index.seq - LOG_KEPT), meta=meta)

@@ -46,12 +46,13 @@ def test_one_writer_at_a_time(lib_dir, photos, tiny_model):
             other.close()
 
 
-def test_index_file_is_saved_and_log_pruned(lib_dir, photos, tiny_model):
+def test_index_file_is_saved_with_its_log_position(lib_dir, photos, tiny_model):
     with Library.open(lib_dir, model=tiny_model) as lib:
         lib.index([photos])
         (f,) = index_files(lib_dir)
         assert int(f.stem.split("-")[1]) == lib.store.max_seq()
-        assert lib.store.log_since(0) == []
+        assert lib.store.log_since(lib.store.max_seq()) == []
+        assert lib.vectors.unsaved_changes() == 0
 
 
 def test_errors_share_a_base_class(tmp_path):

@@ -7,6 +7,7 @@ import numpy as np
 
 from clipsearch.dupes import find as dedup
 from clipsearch.dupes.find import Member, Pair
+from clipsearch.media import phash
 from clipsearch.store.store import ImageRow
 
 
@@ -111,6 +112,45 @@ def test_near_pairs_find_close_and_mirrored_hashes_only():
     assert pairs[(10, 13)].score == 1 - 5 / 128
     assert pairs[(11, 14)].distance == 0
     assert dedup.near_pairs(ids, hashes, max_distance=4).__len__() == 1
+
+
+def _structured_codes(n_photos: int, copies: int, far: int, seed: int) -> np.ndarray:
+    """Hash codes laid out as a library's are: photos of a few kinds of scene (alike, not
+    copies), close copies of each (1-20 bits off, a third mirrored), and many more pictures
+    derived from the photos but far from all of them (28-40 of 128 bits off)."""
+    rng = np.random.default_rng(seed)
+    scenes = rng.integers(-(2**63), 2**63 - 1, size=(30, 4), dtype=np.int64)
+
+    def flip(rows: np.ndarray, low: int, high: int) -> np.ndarray:
+        bits = np.unpackbits(rows.copy().view(np.uint8), axis=1)
+        for row in bits:
+            pos = rng.choice(128, int(rng.integers(low, high + 1)), replace=False)
+            row[pos] ^= 1
+            row[pos + 128] ^= 1
+        return np.packbits(bits, axis=1).view(np.int64)
+
+    photos = flip(scenes[rng.integers(0, 30, n_photos)], 30, 40)  # alike scenes, not copies
+    close = flip(np.repeat(photos, copies, axis=0), 1, 20)
+    mirrored = close[::3][:, [2, 3, 0, 1]]
+    close[::3] = mirrored
+    derived = flip(photos[rng.integers(0, n_photos, far)], 28, 40)
+    return np.concatenate([photos, close, derived])
+
+
+def test_near_pairs_beyond_the_exhaustive_size_find_what_exhaustive_search_finds(monkeypatch):
+    hashes = _structured_codes(n_photos=300, copies=4, far=6_000, seed=3)
+    ids = np.arange(len(hashes)) + 100
+    exhaustive = {(p.a, p.b): p.distance for p in dedup.near_pairs(ids, hashes, 24)}
+    monkeypatch.setattr(dedup, "NEAR_EXHAUSTIVE_UP_TO", 1_000)
+    codes = np.concatenate([phash.to_bytes(hashes[:, 0]), phash.to_bytes(hashes[:, 1])], axis=1)
+    mirror = np.concatenate([phash.to_bytes(hashes[:, 2]), phash.to_bytes(hashes[:, 3])], axis=1)
+    index = dedup.hash_index(codes, mirror, 24)
+    assert type(index).__name__ == "IndexBinaryIVF" and index.nprobe < index.nlist
+    inverted = {(p.a, p.b): p.distance for p in dedup.near_pairs(ids, hashes, 24)}
+    assert len(exhaustive) >= 300 * 4  # every photo with its 4 copies, at least
+    assert set(inverted) <= set(exhaustive)  # every pair is checked: nothing false
+    assert len(inverted) >= 0.99 * len(exhaustive)
+    assert all(inverted[k] == exhaustive[k] for k in inverted)
 
 
 def test_similar_pairs_by_cosine_threshold():

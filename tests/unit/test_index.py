@@ -33,6 +33,25 @@ def test_filtered_search_returns_only_allowed():
     assert set(hits.ids) == {3, 50, 199}
 
 
+@pytest.mark.parametrize("approximate", [False, True])
+@pytest.mark.parametrize(
+    "allowed",
+    [[3, 10, 17], [0, 5, 4_000], [4_999], list(range(0, 5_000, 7))],
+    ids=["low ids", "spread", "the last", "every 7th"],
+)
+def test_a_filter_allows_exactly_its_ids_whatever_the_index_holds(approximate, allowed):
+    rng = np.random.default_rng(3)
+    centers = unit(20, d=16, seed=8)
+    data = centers[rng.integers(0, 20, 5_000)] + 0.2 * rng.standard_normal((5_000, 16))
+    data = (data / np.linalg.norm(data, axis=1, keepdims=True)).astype(np.float32)
+    idx = VectorIndex.build(16, np.arange(5_000), data, approximate=approximate)
+    allowed = np.array(allowed)
+    for q in data[[0, 17, 4_321]]:
+        hits = idx.search(q, 10, allowed=allowed)[0]
+        want = allowed[np.argsort(-(data[allowed] @ q))][:10]
+        assert hits.ids.tolist() == want.tolist()  # only allowed ids, exact among them
+
+
 def test_save_load_and_damaged_files(tmp_path):
     vecs = unit(30)
     idx = VectorIndex.empty(16)

@@ -98,6 +98,25 @@ def test_a_copy_reuses_the_vector_without_the_model(tmp_path, store, library) ->
     assert float(vecs[0] @ vecs[1]) > 0.99999 and cache.index().ntotal == 7
 
 
+def test_copies_within_one_run_take_the_committed_vector(tmp_path, store, library) -> None:
+    """The run remembers which contents it embedded, not their vectors (a first index of a
+    million photos would hold 2 GB): a later copy reads the vector back from the store."""
+    _, cache = library
+    root = _photos(tmp_path / "photos")
+    for i in range(5):
+        (root / "z-copies").mkdir(exist_ok=True)
+        shutil.copy(root / "img0.jpg", root / "z-copies" / f"again{i}.jpg")
+    enc = FakeEncoder()
+    run = IngestRun(store, cache, lambda: enc, workers=1, batch_size=2)
+    summary = run.run([str(root)])
+    assert (summary.added, summary.embedded, enc.images) == (11, 6, 6)
+    first = store.row_by_path(str(root / "img0.jpg"))
+    copies = [store.row_by_path(str(root / "z-copies" / f"again{i}.jpg")) for i in range(5)]
+    _, vecs = store.get_vectors([first.id] + [c.id for c in copies], 4)
+    assert len(vecs) == 6 and np.allclose(vecs, vecs[0])
+    assert all(isinstance(h, int) for h in run._run_hashes) and len(run._run_hashes) == 6
+
+
 def test_unchanged_files_are_not_even_read(tmp_path, store, library, monkeypatch) -> None:
     _, cache = library
     root = _photos(tmp_path / "photos")
@@ -147,6 +166,6 @@ def test_the_index_file_is_the_writers_checkpoint(tmp_path, store, library) -> N
     _run(store, cache, FakeEncoder(), _photos(tmp_path / "photos"))
     assert cache.unsaved_changes() == 6
     cache.save()
-    assert cache.unsaved_changes() == 0 and store.log_since(0) == []
+    assert cache.unsaved_changes() == 0 and store.log_since(cache.index().seq) == []
     reader = VectorCache(folder, store, WriterLock(folder))  # another process's view
     assert reader.index().ntotal == 6

@@ -41,19 +41,26 @@ def test_database_from_a_newer_clipsearch_is_refused(tmp_path):
         schema_state(engine)
 
 
-def test_wal_mode(tmp_path):
+def test_wal_mode_and_large_pages(tmp_path):
     engine = open_database(tmp_path / "x.db")
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA page_size").scalar() == 16_384
 
 
 def test_existing_library_upgrades_in_place_and_keeps_its_data(tmp_path):
+    import sqlite3
+
     import numpy as np
     from alembic import command
     from sqlalchemy import text
 
     from clipsearch.store.db import _alembic_config
 
+    old = sqlite3.connect(tmp_path / "old.db")  # made by a release with 4 KB pages
+    old.execute("PRAGMA page_size=4096")
+    old.execute("CREATE TABLE made_by_sqlite (x)")
+    old.close()
     engine = open_database(tmp_path / "old.db")
     cfg = _alembic_config()
     with engine.begin() as conn:
@@ -84,6 +91,9 @@ def test_existing_library_upgrades_in_place_and_keeps_its_data(tmp_path):
         conn.execute(text("DELETE FROM images WHERE id = 7"))
         assert conn.execute(text("SELECT count(*) FROM tags")).scalar() == 0  # cascades
         assert conn.execute(text("SELECT count(*) FROM vectors")).scalar() == 0
+        # compacted once, into 16 KB pages, and back in WAL mode
+        assert conn.exec_driver_sql("PRAGMA page_size").scalar() == 16_384
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
 
 
 def test_the_fast_schema_check_knows_the_newest_migration():

@@ -109,3 +109,127 @@ def test_library_growing_past_the_threshold_gets_an_approximate_index(library, m
     assert json.loads(store.get_meta(vc.GROWTH_META))["checked_at"] == 4_000
     assert writer.index().kind == "ivf" and writer.index().ntotal == 4_100
     assert trained.name != sorted(folder.glob("vectors-*.faiss"))[-1].name
+
+
+def test_a_reader_that_replays_many_changes_saves_them_when_nobody_writes(tmp_path: Path):
+    writer, store, lock = _open(tmp_path)
+    store.set_meta({"model": "fake", "dim": str(DIM)})
+    lock.acquire("test writer")
+    _add(writer, 0, 300)
+    writer.save()
+    _add(writer, 300, vc.SAVE_AFTER_REPLAY + 100)  # committed by a writer killed before saving
+    busy_reader, _, _ = _open(tmp_path)
+    assert busy_reader.index().ntotal == 2_400  # replayed, but the writer holds the lock
+    assert busy_reader.unsaved_changes() == vc.SAVE_AFTER_REPLAY + 100
+    lock.release()
+
+    reader, _, _ = _open(tmp_path)
+    assert reader.index().ntotal == 2_400
+    assert reader.unsaved_changes() == 0  # it took the free lock and saved
+    assert not reader._lock.held
+    fresh, _, _ = _open(tmp_path)
+    assert fresh.describe() == {
+        "kind": "flat",
+        "vectors": 2_400,
+        "nprobe": None,
+        "file": sorted(tmp_path.glob("vectors-*.faiss"))[-1].name,
+        "unsaved_changes": 0,
+    }
+    assert fresh.store.log_since(fresh.index().seq) == []
+
+    # A long-lived reader following commits one by one leaves saving to the writer's
+    # checkpoints: never a save on its search path.
+    lock.acquire("test writer")
+    _add(writer, 5_000, vc.SAVE_AFTER_REPLAY + 100)
+    lock.release()
+    assert reader.index().ntotal == 4_500
+    assert reader.unsaved_changes() == vc.SAVE_AFTER_REPLAY + 100
+
+
+def test_similar_pairs_go_through_the_approximate_index(library, monkeypatch):
+    from clipsearch.dupes import find
+
+    monkeypatch.setattr(vc, "APPROX_THRESHOLD", 3_000)
+    monkeypatch.setattr(find, "_QUERY_CHUNK", 512)  # several chunks, the index held per chunk
+    _, writer, store = library
+    _add(writer, 0, 3_500)
+    ids, vecs = store.get_vectors(store.vector_ids()[:60], DIM)
+    twins = vecs + 0.002 * np.random.default_rng(5).standard_normal(vecs.shape)
+    twins = (twins / np.linalg.norm(twins, axis=1, keepdims=True)).astype(np.float32)
+    rows = [NewImage(f"/twin/{i}.jpg", 1, 1, f"t{i}", twins[k]) for k, i in enumerate(ids)]
+    writer.apply(Changes(inserts=rows))
+    writer.save()
+    assert writer.index().kind == "ivf"
+
+    through = find.find_duplicates(store, dim=DIM, threshold=0.999, reading=writer.reading)
+    built_here = find.find_duplicates(store, dim=DIM, threshold=0.999)
+    assert through.calibration.used and built_here.calibration.used
+    pairs = {(p.a, p.b) for g in through.similar_groups for p in g.pairs}
+    assert pairs == {(p.a, p.b) for g in built_here.similar_groups for p in g.pairs}
+    assert len(pairs) == 60  # each picture with its twin, nothing else
+    paths = store.get_rows({i for pair in pairs for i in pair})
+    assert {paths[max(p)].path for p in pairs} == {f"/twin/{i}.jpg" for i in ids}
+    assert {min(p) for p in pairs} == set(ids.tolist())
+    assert through.calibration.pictures == 3_560
+
+
+def test_the_log_keeps_recent_entries_so_a_reader_a_little_behind_replays(library, monkeypatch):
+    monkeypatch.setattr(vc, "LOG_KEPT", 300)
+    folder, writer, store = library
+    _add(writer, 0, 1_000)
+    writer.save()
+    reader, _, _ = _open(folder)
+    assert reader.index().ntotal == 1_000
+    loaded = reader._index
+    _add(writer, 1_000, 200)
+    writer.save()  # the reader's position is within the kept entries
+    assert len(store.log_since(0)) == 300
+    assert reader.index().ntotal == 1_200 and reader._index is loaded  # replayed, not reloaded
+    _add(writer, 1_200, 500)
+    writer.save()  # now it is behind the kept entries: it loads the newest file
+    assert reader.index().ntotal == 1_700 and reader._index is not loaded
+    assert reader.unsaved_changes() == 0 and writer.describe()["unsaved_changes"] == 0
+
+
+def test_a_long_lived_reader_makes_room_in_a_loaded_ivf_and_keeps_its_answers(library, monkeypatch):
+    monkeypatch.setattr(vc, "APPROX_THRESHOLD", 3_000)
+    folder, writer, store = library
+    _add(writer, 0, 3_200)
+    writer.save()
+    plain, _, _ = _open(folder)
+    server, _, _ = _open(folder)
+    server.long_lived()
+    query = _clustered(4, seed=777)
+    before = plain.index().search(query, 10)
+    grown = server.index()  # loaded, then room made in each list
+    assert grown.kind == "ivf" and grown.ntotal == 3_200
+    for a, b in zip(before, grown.search(query, 10), strict=True):
+        assert a.ids.tolist() == b.ids.tolist() and np.allclose(a.scores, b.scores)
+    ids = grown.ids()
+    assert len(ids) == len(set(ids.tolist())) == 3_200  # nothing added by making room
+    _add(writer, 3_200, 300)  # commits the long-lived reader follows
+    after = server.index()
+    assert after is grown and after.ntotal == 3_500
+    assert set(after.ids().tolist()) == set(store.vector_ids().tolist())
+
+
+def test_making_room_in_a_flat_index_keeps_its_answers(library):
+    folder, writer, store = library
+    _add(writer, 0, 1_500)
+    writer.save()
+    plain, _, _ = _open(folder)
+    server, _, _ = _open(folder)
+    server.long_lived()
+    query = _clustered(3, seed=4242)
+    expected = plain.index().search(query, 10)
+    got = server.index()
+    assert got.kind == "flat" and got.ntotal == 1_500
+    for a, b in zip(expected, got.search(query, 10), strict=True):
+        assert a.ids.tolist() == b.ids.tolist() and np.allclose(a.scores, b.scores)
+    _add(writer, 1_500, 50)
+    assert server.index().ntotal == 1_550
+    assert set(server.index().ids().tolist()) == set(store.vector_ids().tolist())
+    newest = int(store.vector_ids().max())  # a picture of the second batch finds itself
+    _, vec = store.get_vectors([newest], DIM)
+    hit = server.index().search(vec, 1)[0]
+    assert hit.ids[0] == newest and hit.scores[0] > 0.999
