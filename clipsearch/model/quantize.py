@@ -6,9 +6,11 @@ Whether a library may use it is decided by the fidelity gate (`clipsearch.model.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -26,14 +28,40 @@ def quantize(fp32: Path, out: Path) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".onnx", dir=out.parent)
     os.close(fd)
     try:
-        quantize_dynamic(
-            str(fp32),
-            tmp,
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=["MatMul", "Gemm"],
-            extra_options={"MatMulConstBOnly": True},
-        )
+        with _root_logger_kept_quiet():
+            quantize_dynamic(
+                str(fp32),
+                tmp,
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=["MatMul", "Gemm"],
+                extra_options={"MatMulConstBOnly": True},
+            )
         os.replace(tmp, out)
     finally:
         Path(tmp).unlink(missing_ok=True)
     return out
+
+
+class _ToDebug(logging.Filter):
+    """ONNX Runtime's quantizer advises through the root logger ("Please consider to run
+    pre-processing before quantization", meant for static quantization): kept at debug."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        log.debug("onnxruntime: %s", record.getMessage())
+        return False
+
+
+@contextlib.contextmanager
+def _root_logger_kept_quiet() -> Iterator[None]:
+    """While quantizing, the root logger's records go to debug, and `logging.warning`
+    cannot configure logging for the whole process (it calls basicConfig() when the root
+    logger has no handler, after which every warning prints as "WARNING:root:...")."""
+    root = logging.getLogger()
+    quiet, placeholder = _ToDebug(), logging.NullHandler()
+    root.addFilter(quiet)
+    root.addHandler(placeholder)
+    try:
+        yield
+    finally:
+        root.removeHandler(placeholder)
+        root.removeFilter(quiet)
