@@ -21,6 +21,16 @@ indexing is measured, and exact + near use perceptual hashes, not the model), th
 files (encoding + finding timed together: it has no index).
 
     python scripts/bench_dupes.py [--limit N] [--max-distance BITS] [--skip-imagededup]
+    python scripts/bench_dupes.py --scale 1000000 [--uniform]
+
+`--scale N` measures near copies at library scale without indexing: the 10,000 benchmark
+pictures are hashed as `index` hashes them, grouped by exhaustive search and by the binary
+inverted file (`clipsearch.dupes.find.hash_index`) in the same run (precision and recall of
+each), then grown to 100k and N codes with pictures derived from the real ones (each a real
+photo's code with 28-40 of its 128 bits flipped: the real photos' layout, none a near copy),
+and the time and peak memory (a fresh process per size) of finding every near pair are
+reported, exhaustive search alongside at 100k. `--uniform` fills with uniformly random codes
+instead: no structure for the inverted file to use (its worst case).
 
 Prints JSON.
 """
@@ -198,15 +208,146 @@ def run_imagededup(method_name: str, all_dir: Path) -> dict:
     return {"direct": direct, "seconds": round(seconds, 2)}
 
 
+def hash_all(paths: list[str]):
+    """The codes `index` stores for these pictures (decoded as it decodes them)."""
+    import numpy as np
+
+    from clipsearch.media import phash
+    from clipsearch.media.images import open_image
+
+    out = []
+    for p in paths:
+        img, _ = open_image(p, draft_size=224)
+        out.append(phash.compute(img).as_tuple())
+    return np.asarray(out, np.int64)
+
+
+def grow(real, n: int, uniform: bool, seed: int = 5):
+    """`n` codes: the real ones, then derived (or uniformly random) ones."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    extra = n - len(real)
+    if uniform:
+        fill = rng.integers(-(2**63), 2**63 - 1, size=(extra, 4), dtype=np.int64)
+        return np.concatenate([real, fill])
+    parts = [real]
+    for start in range(0, extra, 50_000):
+        src = real[rng.integers(0, len(real), min(50_000, extra - start))]
+        bits = np.unpackbits(src.copy().view(np.uint8), axis=1)
+        for row in bits:
+            pos = rng.choice(128, int(rng.integers(28, 41)), replace=False)
+            row[pos] ^= 1
+            row[pos + 128] ^= 1
+        parts.append(np.packbits(bits, axis=1).view(np.int64))
+    return np.concatenate(parts)
+
+
+def _near_child(path: str, max_distance: int, exhaustive: bool, out) -> None:
+    import resource
+
+    import numpy as np
+
+    from clipsearch.dupes import find
+
+    hashes = np.load(path)
+    if exhaustive:
+        find.NEAR_EXHAUSTIVE_UP_TO = len(hashes)
+    t0 = time.perf_counter()
+    pairs = find.near_pairs(np.arange(len(hashes)), hashes, max_distance)
+    out.put(
+        {
+            "seconds": round(time.perf_counter() - t0, 2),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+            "pairs": [(p.a, p.b) for p in pairs if p.a < 10_000 and p.b < 10_000],
+            "all_pairs": len(pairs),
+        }
+    )
+
+
+def near_in_child(hashes, max_distance: int, exhaustive: bool, tmp: Path) -> dict:
+    """near_pairs over `hashes` in a fresh process: its time and peak RSS alone."""
+    import multiprocessing as mp
+
+    import numpy as np
+
+    path = tmp / "codes.npy"
+    np.save(path, hashes)
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_near_child, args=(str(path), max_distance, exhaustive, queue))
+    proc.start()
+    got = queue.get()
+    proc.join()
+    return got
+
+
+def run_scale(args, max_distance: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench-dupes-scale-") as tmp:
+        copies = Path(tmp) / "copies"
+        copies.mkdir()
+        originals, truth, _ = build(args.limit, copies)
+        paths = [*originals, *sorted(truth)]
+        t0 = time.perf_counter()
+        real = hash_all(paths)
+        hash_s = time.perf_counter() - t0
+        true_groups: dict[str, list[str]] = {}
+        for copy, orig in truth.items():
+            true_groups.setdefault(orig, [orig]).append(copy)
+        true_pairs = pair_set(list(true_groups.values()))
+        result: dict = {
+            "pictures": len(paths),
+            "hash_seconds": round(hash_s, 1),
+            "max_distance_bits_of_128": max_distance,
+            "fill": "uniform random" if args.uniform else "derived from the real codes",
+        }
+        for name, exhaustive in (("exhaustive", True), ("inverted_file", False)):
+            got = near_in_child(real, max_distance, exhaustive, Path(tmp))
+            direct = {tuple(sorted((paths[a], paths[b]))) for a, b in got.pop("pairs")}
+            groups = union_groups(direct)  # type: ignore[arg-type]
+            result[f"real_{name}"] = {
+                "grouped": score(pair_set(groups), true_pairs),
+                "direct": score(direct, true_pairs),  # type: ignore[arg-type]
+                **got,
+            }
+        sizes = sorted({100_000, args.scale})
+        for n in sizes:
+            codes = grow(real, n, args.uniform)
+            row = {"inverted_file": near_in_child(codes, max_distance, False, Path(tmp))}
+            if n <= 100_000:
+                row["exhaustive"] = near_in_child(codes, max_distance, True, Path(tmp))
+            real_found = {}
+            for name, got in row.items():
+                real_found[name] = {tuple(p) for p in got.pop("pairs")}
+            exact_real = {
+                (a, b) for a, b in (tuple(sorted(p)) for p in real_found.get("exhaustive", ()))
+            }
+            if exact_real:
+                inv = {tuple(sorted(p)) for p in real_found["inverted_file"]}
+                row["inverted_file"]["real_pairs_recall_vs_exhaustive"] = round(
+                    len(inv & exact_real) / len(exact_real), 4
+                )
+                row["speedup"] = round(
+                    row["exhaustive"]["seconds"] / max(1e-9, row["inverted_file"]["seconds"]), 1
+                )
+            result[f"n_{n}"] = row
+    return result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--limit", type=int, default=1000, help="originals that get copies")
     ap.add_argument("--max-distance", type=int, default=None)
     ap.add_argument("--skip-imagededup", action="store_true")
+    ap.add_argument("--scale", type=int, default=0, help="near copies among N codes (see above)")
+    ap.add_argument("--uniform", action="store_true", help="with --scale: uniform random fill")
     args = ap.parse_args()
     from clipsearch.dupes.find import DEFAULT_MAX_DISTANCE
 
     max_distance = DEFAULT_MAX_DISTANCE if args.max_distance is None else args.max_distance
+    if args.scale:
+        print(json.dumps(run_scale(args, max_distance), indent=2))
+        return
     with tempfile.TemporaryDirectory(prefix="bench-dupes-") as tmp:
         copies = Path(tmp) / "copies"
         copies.mkdir()
