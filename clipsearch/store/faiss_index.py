@@ -49,11 +49,13 @@ class SearchHits:
 class VectorIndex:
     """FAISS index keyed by image id, with the log position it reflects (`seq`)."""
 
-    def __init__(self, index, *, seq: int = 0) -> None:
+    def __init__(self, index, *, seq: int = 0, mapped: bool = False) -> None:
         self._index = index
         self.seq = seq
         self._view: tuple[np.ndarray, np.ndarray] | None = None  # flat: (vectors, ids)
         self._max_id: int | None = None  # the largest id in the index (None: not known yet)
+        # An IVF index read memory-mapped: its lists are the file's pages, read-only.
+        self._mapped = mapped
 
     # --- construction -------------------------------------------------------------------
     @classmethod
@@ -130,6 +132,7 @@ class VectorIndex:
         if vectors.shape[1] != self.dim:
             raise ValueError(f"vector size {vectors.shape[1]} != index size {self.dim}")
         self._view = None
+        self._in_memory()
         if self._max_id is not None:
             self._max_id = max(self._max_id, int(np.max(ids)))
         self._index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
@@ -151,6 +154,7 @@ class VectorIndex:
         faiss = _faiss()
         sel = faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64))
         self._view = None
+        self._in_memory()
         return int(self._index.remove_ids(sel))
 
     def reserve(self, fraction: float) -> None:
@@ -163,6 +167,7 @@ class VectorIndex:
         first addition after loading took 0.6 s, then 0.3 ms)."""
         if fraction <= 0 or self.ntotal == 0:
             return
+        self._in_memory()
         faiss = _faiss()
         if self.kind == "flat":
             self._view = None  # the storage moves
@@ -180,6 +185,28 @@ class VectorIndex:
             size = lists.list_size(number)
             lists.resize(number, size + max(16, int(size * fraction)))
             lists.resize(number, size)  # the capacity stays
+
+    @property
+    def mapped(self) -> bool:
+        """Whether the lists are the index file's pages (memory-mapped, read-only)."""
+        return self._mapped
+
+    def _in_memory(self) -> None:
+        """Before a change: a memory-mapped index's lists are copied into memory (FAISS
+        cannot change mapped lists; the file itself is never written in place)."""
+        if not self._mapped:
+            return
+        faiss = _faiss()
+        ivf = faiss.extract_index_ivf(self._index)
+        mapped = ivf.invlists
+        lists = faiss.ArrayInvertedLists(ivf.nlist, ivf.code_size)
+        for number in range(ivf.nlist):
+            size = mapped.list_size(number)
+            if size:
+                lists.add_entries(number, size, mapped.get_ids(number), mapped.get_codes(number))
+        ivf.replace_invlists(lists, True)
+        lists.this.disown()  # the index owns it now
+        self._mapped = False
 
     # --- search -------------------------------------------------------------------------
     def search(
@@ -248,6 +275,7 @@ class VectorIndex:
     def save(self, folder: Path, seq: int) -> Path:
         """Write atomically as `vectors-<seq>.faiss`, then delete older files."""
         faiss = _faiss()
+        self._in_memory()  # a mapped index would be written as a reference to its file
         folder.mkdir(parents=True, exist_ok=True)
         final = folder / f"vectors-{seq:012d}.faiss"
         tmp = folder / f".{final.name}.{os.getpid()}.tmp"
@@ -270,17 +298,27 @@ class VectorIndex:
         return final
 
     @classmethod
-    def load_latest(cls, folder: Path) -> VectorIndex | None:
-        """The newest readable index file in `folder`, or None (damaged files are skipped)."""
+    def load_latest(cls, folder: Path, *, mapped: bool = False) -> VectorIndex | None:
+        """The newest readable index file in `folder`, or None (damaged files are skipped).
+
+        `mapped`: an IVF index's lists are memory-mapped instead of read (a one-off search
+        touches only the lists it probes: a 1 GB file opens in a millisecond); the first
+        change copies them into memory. Files are replaced, never written in place, so the
+        mapping stays valid; a flat index is always read (exact search reads all of it)."""
         faiss = _faiss()
+        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mapped else 0
         for path in sorted(index_files(folder), reverse=True):
             try:
-                index = faiss.read_index(str(path))
+                index = faiss.read_index(str(path), flags)
             except RuntimeError as exc:
                 log.warning("ignoring damaged index file %s: %s", path, str(exc).splitlines()[0])
                 continue
             seq = int(_FILE_RE.match(path.name).group(1))  # type: ignore[union-attr]
-            return cls(index, seq=seq)
+            ivf = faiss.try_extract_index_ivf(index)
+            is_mapped = ivf is not None and isinstance(
+                faiss.downcast_InvertedLists(ivf.invlists), faiss.OnDiskInvertedLists
+            )
+            return cls(index, seq=seq, mapped=is_mapped)
         return None
 
 

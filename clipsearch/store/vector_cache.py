@@ -76,6 +76,9 @@ class VectorCache:
         first search after a commit does not stall and memory stays near the index's size."""
         self._headroom = HEADROOM
         steady_memory()
+        with self._mutex:
+            if self._index is not None:
+                self._index.reserve(self._headroom)  # in memory now, with room to grow
 
     @property
     def dim(self) -> int | None:
@@ -260,7 +263,9 @@ class VectorCache:
 
     def _load(self, dim: int) -> VectorIndex:
         for _ in range(3):
-            index = VectorIndex.load_latest(self.folder)
+            # A one-off process maps an IVF file rather than reading it; a long-lived one
+            # reads it (it will change it, with room to grow).
+            index = VectorIndex.load_latest(self.folder, mapped=not self._headroom)
             if index is None or index.dim != dim:
                 break
             self._saved_seq = index.seq

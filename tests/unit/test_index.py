@@ -104,3 +104,52 @@ def test_structureless_data_keeps_exact_search():
     data = unit(5_000, d=64, seed=6)
     idx = VectorIndex.build(64, np.arange(5_000), data, approximate=True)
     assert idx.kind == "flat"
+
+
+def clustered(n, d=16, seed=3):
+    rng = np.random.default_rng(seed)
+    centers = unit(20, d=d, seed=8)
+    data = centers[rng.integers(0, 20, n)] + 0.2 * rng.standard_normal((n, d))
+    return (data / np.linalg.norm(data, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_a_mapped_ivf_answers_as_the_read_one_and_changes_only_in_memory(tmp_path):
+    data = clustered(5_000)
+    built = VectorIndex.build(16, np.arange(5_000), data, approximate=True)
+    assert built.kind == "ivf"
+    path = built.save(tmp_path, seq=7)
+    on_disk = path.read_bytes()
+    read = VectorIndex.load_latest(tmp_path)
+    mapped = VectorIndex.load_latest(tmp_path, mapped=True)
+    assert mapped.mapped and not read.mapped and mapped.seq == 7
+    queries = data[[0, 99, 4_321]]
+    for a, b in zip(mapped.search(queries, 10), read.search(queries, 10), strict=True):
+        assert a.ids.tolist() == b.ids.tolist()
+    assert sorted(mapped.ids()) == list(range(5_000))
+
+    # Changing it copies the lists into memory first: no crash, the file stays as it was.
+    assert mapped.remove([0, 1, 2]) == 3
+    mapped.add(np.array([9_000]), data[:1])
+    assert not mapped.mapped and mapped.ntotal == 4_998
+    assert mapped.search(data[0], 1)[0].ids[0] == 9_000
+    assert path.read_bytes() == on_disk
+    mapped.save(tmp_path, seq=8)  # written whole, not as a reference to the old file
+    again = VectorIndex.load_latest(tmp_path)
+    assert again.seq == 8 and again.ntotal == 4_998 and not path.exists()
+
+
+def test_mapping_a_flat_index_reads_it(tmp_path):
+    idx = VectorIndex.empty(16)
+    idx.add(np.arange(30), unit(30))
+    idx.save(tmp_path, seq=3)
+    loaded = VectorIndex.load_latest(tmp_path, mapped=True)
+    assert loaded.kind == "flat" and not loaded.mapped
+    loaded.add(np.array([99]), unit(1, seed=9))
+    assert loaded.ntotal == 31 and loaded.search(unit(1, seed=9)[0], 1)[0].ids[0] == 99
+
+
+def test_a_truncated_ivf_file_is_not_mapped(tmp_path):
+    built = VectorIndex.build(16, np.arange(5_000), clustered(5_000), approximate=True)
+    path = built.save(tmp_path, seq=7)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    assert VectorIndex.load_latest(tmp_path, mapped=True) is None

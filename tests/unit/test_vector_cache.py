@@ -233,3 +233,37 @@ def test_making_room_in_a_flat_index_keeps_its_answers(library):
     _, vec = store.get_vectors([newest], DIM)
     hit = server.index().search(vec, 1)[0]
     assert hit.ids[0] == newest and hit.scores[0] > 0.999
+
+
+def test_a_one_off_reader_maps_the_ivf_file_and_still_follows_commits(library, monkeypatch):
+    monkeypatch.setattr(vc, "APPROX_THRESHOLD", 3_000)
+    folder, writer, store = library
+    _add(writer, 0, 3_200)
+    writer.save()
+    reader, _, _ = _open(folder)
+    server, _, _ = _open(folder)
+    server.long_lived()
+    query = _clustered(4, seed=778)
+    mapped = reader.index()
+    assert mapped.kind == "ivf" and mapped.mapped  # opened without reading the lists
+    assert not server.index().mapped  # a long-lived process reads them, with room to grow
+    for a, b in zip(mapped.search(query, 10), server.index().search(query, 10), strict=True):
+        assert a.ids.tolist() == b.ids.tolist() and np.allclose(a.scores, b.scores)
+    (path,) = vc.index_files(folder)
+    on_disk = path.read_bytes()
+    _add(writer, 3_200, 300)  # replaying copies the lists into memory; the file is untouched
+    after = reader.index()
+    assert not after.mapped and after.ntotal == 3_500
+    assert set(after.ids().tolist()) == set(store.vector_ids().tolist())
+    assert path.read_bytes() == on_disk
+
+
+def test_a_mapped_index_becomes_writable_when_the_process_turns_long_lived(library, monkeypatch):
+    monkeypatch.setattr(vc, "APPROX_THRESHOLD", 3_000)
+    folder, writer, _ = library
+    _add(writer, 0, 3_200)
+    writer.save()
+    reader, _, _ = _open(folder)
+    assert reader.index().mapped
+    reader.long_lived()
+    assert not reader.index().mapped and reader.index().ntotal == 3_200
