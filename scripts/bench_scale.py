@@ -23,7 +23,8 @@ Measured per size, each in a fresh process (peak RSS from the kernel's rusage):
   the server's RSS against the index file; then three rounds of 2,000 images committed by
   another process, each followed by the first search (its latency) and the server's RSS;
 - date, folder and source filters (in-process p50);
-- the first search in a new process (`clipsearch search --like ID --no-server`);
+- the first search in a new process (`clipsearch search --like ID --no-server`), and the
+  index file opened memory-mapped against read, with one search (interleaved rounds);
 - a no-change `clipsearch index` of the whole tree (the walk), and `clipsearch watch` from
   start to idle with its RSS;
 - `clipsearch dupes` (exact, near and similar), time and peak RSS.
@@ -397,6 +398,22 @@ def watch_round(lib_dir: Path, photos: Path) -> dict:
             proc.kill()
 
 
+def open_main(lib_dir: str, how: str) -> None:
+    """Open the library's index file (memory-mapped or read) and answer one query."""
+    import resource
+
+    from clipsearch.store.faiss_index import VectorIndex
+
+    t0 = time.perf_counter()
+    index = VectorIndex.load_latest(Path(lib_dir), mapped=how == "mapped")
+    query = np.random.default_rng(0).standard_normal((1, index.dim)).astype(np.float32)
+    query /= np.linalg.norm(query)
+    index.search(query, 10)
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak, "mapped": index.mapped}))
+
+
 def measure(work: Path, spec: str, n: int, dim: int, keep: bool) -> dict:
     lib_dir, photos = work / f"lib-{n}", work / f"photos-{n}"
     row: dict = {"images": n, "dim": dim}
@@ -446,6 +463,23 @@ def measure(work: Path, spec: str, n: int, dim: int, keep: bool) -> dict:
     search = [exe(), "--library", str(lib_dir), "search", "--no-server", "--json", "--like"]
     cold = [timed([*search, str(7 + i)]) for i in range(3)]
     row["cold_like_search_s"] = round(statistics.median(c["seconds"] for c in cold), 3)
+    log(f"{n}: opening the index file and one search: memory-mapped vs read (interleaved)")
+    opens: dict[str, list[dict]] = {"mapped": [], "read": []}
+    for r in range(3):
+        for how in ("mapped", "read") if r % 2 == 0 else ("read", "mapped"):
+            got = run_child([sys.executable, __file__, "open", str(lib_dir), how])
+            opens[how].append(json.loads(got["stdout"].strip().splitlines()[-1]))
+    row["open_index"] = {
+        how: {
+            "median_s": round(statistics.median(o["seconds"] for o in got), 4),
+            "peak_rss_mb": round(statistics.median(o["peak_rss_mb"] for o in got)),
+            "mapped": got[0]["mapped"],
+        }
+        for how, got in opens.items()
+    }
+    row["open_index"]["read_over_mapped"] = round(
+        row["open_index"]["read"]["median_s"] / row["open_index"]["mapped"]["median_s"], 1
+    )
     log(f"{n}: serve")
     row["serve"] = serve_round(lib_dir, photos, spec, n, dim)
     n_now = n + 6000
@@ -491,6 +525,8 @@ def main() -> None:
         return None
     if len(sys.argv) > 1 and sys.argv[1] == "filters":
         return filters_main(sys.argv[2])
+    if len(sys.argv) > 1 and sys.argv[1] == "open":
+        return open_main(sys.argv[2], sys.argv[3])
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--dim", type=int, default=512)

@@ -16,10 +16,31 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import Engine, Select, bindparam, delete, false, func, insert, or_, select, update
+from sqlalchemy import (
+    Engine,
+    Select,
+    bindparam,
+    case,
+    delete,
+    false,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from clipsearch.store.tables import Failure, Generation, Image, Meta, Root, Vector, VectorLog
+from clipsearch.store.tables import (
+    Counter,
+    Failure,
+    Generation,
+    Image,
+    Meta,
+    Root,
+    Vector,
+    VectorLog,
+)
 
 _CHUNK = 20_000  # ids per IN (...) query; SQLite here allows 250k variables
 
@@ -360,34 +381,33 @@ class Store:
             conds.append(under(Image.c.path, roots))
         if source is not None:
             conds.append(Image.c.source == source)
+        dated = func.coalesce(Image.c.taken_at, Image.c.dated)  # indexed: ix_images_dated
         if after is not None:
-            conds.append(Image.c.dated >= after)  # indexed (ix_images_dated)
+            conds.append(dated >= after)
         if before is not None:
-            conds.append(Image.c.dated < before)
+            conds.append(dated < before)
         with self.engine.connect() as conn:
             cursor = conn.execute(select(Image.c.id).where(*conds)).cursor  # integers only
             rows = cursor.fetchall()
         return np.array(rows, dtype=np.int64).reshape(-1)
 
     def counts(self) -> dict[str, int]:
+        """How many images (photos, generated), vectors and failures: kept by triggers in
+        the transactions that change them (`counters`), read without scanning."""
         with self.engine.connect() as conn:
-            images = conn.execute(select(func.count()).select_from(Image)).scalar() or 0
-            vectors = conn.execute(select(func.count()).select_from(Vector)).scalar() or 0
-            failures = conn.execute(select(func.count()).select_from(Failure)).scalar() or 0
-            by_source = dict(
-                conn.execute(select(Image.c.source, func.count()).group_by(Image.c.source)).all()
-            )
+            kept = dict(conn.execute(select(Counter.c.name, Counter.c.n)).all())
         return {
-            "images": images,
-            "vectors": vectors,
-            "failures": failures,
-            "photos": by_source.get("photos", 0),
-            "generated": by_source.get("generated", 0),
+            "images": kept.get("images", 0),
+            "vectors": kept.get("vectors", 0),
+            "failures": kept.get("failures", 0),
+            "photos": kept.get("source:photos", 0),
+            "generated": kept.get("source:generated", 0),
         }
 
     def vector_count(self) -> int:
         with self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(Vector)).scalar() or 0)
+            q = select(Counter.c.n).where(Counter.c.name == "vectors")
+            return int(conn.execute(q).scalar() or 0)
 
     def roots(self) -> list[RootRow]:
         """Every root the user indexed, by path."""
@@ -472,7 +492,7 @@ class Store:
                         path=path,
                         size=size,
                         mtime_ns=mtime_ns,
-                        dated=func.coalesce(Image.c.taken_at, local_iso(mtime_ns)),
+                        dated=case((Image.c.taken_at.is_(None), local_iso(mtime_ns)), else_=None),
                         updated_at=now,
                     )
                 )
@@ -483,7 +503,7 @@ class Store:
                     .values(
                         size=size,
                         mtime_ns=mtime_ns,
-                        dated=func.coalesce(Image.c.taken_at, local_iso(mtime_ns)),
+                        dated=case((Image.c.taken_at.is_(None), local_iso(mtime_ns)), else_=None),
                         updated_at=now,
                     )
                 )
@@ -654,7 +674,7 @@ def _values(img: NewImage) -> dict:
         "format": img.format,
         "taken_at": img.taken_at,
         "source": img.source,
-        "dated": img.taken_at or local_iso(img.mtime_ns),
+        "dated": None if img.taken_at else local_iso(img.mtime_ns),  # see tables.Image
         **dict(zip(_HASH_COLUMNS, img.hashes or (None,) * 4, strict=True)),
     }
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     cast,
+    text,
 )
 
 
@@ -60,8 +61,9 @@ Meta = Table(
     Column("value", Text, nullable=False),
 )
 
-# One image file in the collection (its vector is in `vectors`). `dated` is what date filters
-# compare: the capture time (EXIF), else the file's modification time in local time.
+# One image file in the collection (its vector is in `vectors`). Date filters compare
+# coalesce(taken_at, dated) (indexed): the capture time (EXIF), else `dated`, the file's
+# modification time in local time, kept only for images without a capture time.
 Image = Table(
     "images",
     metadata,
@@ -84,7 +86,7 @@ Image = Table(
     Column("updated_at", Float, nullable=False),
     Column("dated", String(32)),
     Index("ix_images_content_hash", "content_hash"),
-    Index("ix_images_dated", "dated"),
+    Index("ix_images_dated", text("coalesce(taken_at, dated)")),
     Index("ix_images_source", "source"),
     CheckConstraint("source IN ('photos', 'generated')", name="ck_images_source"),
 )
@@ -96,8 +98,15 @@ Vector = Table(
     metadata,
     Column("image_id", Integer, ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
     Column("data", LargeBinary, nullable=False),
-    # Redundant with the primary key, and narrow: count(*) walks it instead of the blobs.
-    Index("ix_vectors_count", "image_id"),
+)
+
+# How many images (in all and per source), vectors and failures there are: kept by triggers
+# (migration 0006) in the transaction that changes them, so counting never scans.
+Counter = Table(
+    "counters",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("n", Integer, nullable=False),
 )
 
 # A file that could not be indexed, and why. Retried only when the file changes.

@@ -1,5 +1,6 @@
 """Migrations build the schema from nothing, and the models match what they build."""
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
@@ -8,6 +9,7 @@ from clipsearch.store.db import migrate, open_database, schema_state
 from clipsearch.store.tables import metadata
 
 
+@pytest.mark.filterwarnings("ignore:.*expression-based index")  # checked apart below
 def test_upgrade_from_empty_matches_models(tmp_path):
     engine = open_database(tmp_path / "x.db")
     assert schema_state(engine)[0] is None
@@ -18,7 +20,13 @@ def test_upgrade_from_empty_matches_models(tmp_path):
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == [], diff
     tables = set(inspect(engine).get_table_names())
-    assert {"images", "failures", "meta", "vector_log", "roots"} <= tables
+    assert {"images", "failures", "meta", "vector_log", "roots", "counters"} <= tables
+    with engine.connect() as conn:  # what compare_metadata cannot see: triggers, expressions
+        sql = dict(conn.exec_driver_sql("SELECT name, sql FROM sqlite_master").all())
+        kept = dict(conn.exec_driver_sql("SELECT name, n FROM counters").all())
+    assert "coalesce(taken_at, dated)" in sql["ix_images_dated"]
+    assert sum(name.startswith("counters_") for name in sql) == 7
+    assert set(kept) == {"images", "vectors", "failures", "source:photos", "source:generated"}
 
 
 def test_migrate_is_idempotent(tmp_path):
@@ -80,6 +88,14 @@ def test_existing_library_upgrades_in_place_and_keeps_its_data(tmp_path):
         command.upgrade(cfg, "0004")  # the release before vectors moved out of the rows
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO tags (image_id, label, score) VALUES (7, 'dog', 0.9)"))
+        conn.execute(
+            text(
+                "INSERT INTO images (id, path, size, mtime_ns, content_hash, source, embedding, "
+                "taken_at, added_at, updated_at) "
+                "VALUES (8, '/p/b.jpg', 1, 2, 'h', 'generated', :e, '2020-01-02T03:04:05', 0, 0)"
+            ),
+            {"e": vec.tobytes()},
+        )
     migrate(engine)
     assert schema_state(engine)[0] == schema_state(engine)[1]
     with engine.begin() as conn:
@@ -88,9 +104,20 @@ def test_existing_library_upgrades_in_place_and_keeps_its_data(tmp_path):
         stored = conn.execute(text("SELECT data FROM vectors WHERE image_id = 7")).scalar()
         assert np.array_equal(np.frombuffer(stored, "<f2").astype(np.float32), vec)
         assert conn.execute(text("SELECT dated FROM images WHERE id = 7")).scalar()
+        assert conn.execute(text("SELECT dated FROM images WHERE id = 8")).scalar() is None
+        kept = dict(conn.execute(text("SELECT name, n FROM counters")).all())
+        assert kept == {
+            "images": 2,
+            "vectors": 2,
+            "failures": 0,
+            "source:photos": 1,
+            "source:generated": 1,
+        }
+        conn.execute(text("DELETE FROM images WHERE id = 8"))
         conn.execute(text("DELETE FROM images WHERE id = 7"))
         assert conn.execute(text("SELECT count(*) FROM tags")).scalar() == 0  # cascades
         assert conn.execute(text("SELECT count(*) FROM vectors")).scalar() == 0
+        assert conn.execute(text("SELECT sum(n) FROM counters")).scalar() == 0  # kept
         # compacted once, into 16 KB pages, and back in WAL mode
         assert conn.exec_driver_sql("PRAGMA page_size").scalar() == 16_384
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"

@@ -95,3 +95,75 @@ def test_vectors_are_kept_in_float16_apart_from_the_rows(store: Store) -> None:
     assert len(blob) == 4 * 2 and "embedding" not in columns  # 2 bytes a dimension
     _, vecs = store.get_vectors([i], 4)
     assert float(vecs[0] @ img.vector) > 0.9999
+
+
+def _scanned(store: Store) -> dict[str, int]:
+    import sqlite3
+
+    with sqlite3.connect(store.path) as conn:
+        one = lambda q: conn.execute(q).fetchone()[0]  # noqa: E731
+        return {
+            "images": one("SELECT count(*) FROM images"),
+            "vectors": one("SELECT count(*) FROM vectors"),
+            "failures": one("SELECT count(*) FROM failures"),
+            "photos": one("SELECT count(*) FROM images WHERE source = 'photos'"),
+            "generated": one("SELECT count(*) FROM images WHERE source = 'generated'"),
+        }
+
+
+def test_counts_are_kept_through_every_kind_of_change(store: Store) -> None:
+    bad = FailureRow("/p/bad.jpg", 5, 7, "truncated", 0.0)
+    (a, b, c, g), _ = store.apply(
+        Changes(
+            inserts=[
+                _img("/p/a.jpg", 1),
+                _img("/p/b.jpg", 2),
+                _img("/p/c.jpg", 3),
+                _img("/q/g.png", 4, source="generated"),
+            ],
+            failures=[bad, FailureRow("/p/worse.jpg", 5, 7, "truncated", 0.0)],
+        )
+    )
+    first = {"images": 4, "vectors": 4, "failures": 2, "photos": 3, "generated": 1}
+    assert store.counts() == _scanned(store) == first
+    store.apply(Changes(failures=[bad]))  # recorded again: still one failure
+    store.apply(Changes(replaces=[(a, _img("/p/a.jpg", 9))], removes=[b]))
+    store.apply(Changes(cleared_failures=["/p/bad.jpg"], inserts=[_img("/p/bad.jpg", 5)]))
+    store.move_paths("/p/c.jpg", "/p/bad.jpg")  # replaces what was at the target
+    made = {"prompts": "[]", "seed": 1, "steps": 1, "width": 8, "height": 8, "drawer": "pixel"}
+    store.record_generation(c, made | {"clip_model": "m", "params": "{}", "created_at": 0.0})
+    assert store.counts() == _scanned(store) and store.counts()["generated"] == 2
+    store.clear_vectors({"model": "other", "dim": "4"})
+    assert store.counts() == _scanned(store) and store.vector_count() == 0
+    store.apply(Changes(removes=[a, c, g]))
+    last = {"images": 0, "vectors": 0, "failures": 1, "photos": 0, "generated": 0}
+    assert store.counts() == _scanned(store) == last
+
+
+def test_dates_without_a_capture_time_use_the_file_time_through_one_index(store: Store) -> None:
+    import sqlite3
+    from datetime import datetime
+
+    mtime_2022 = int(datetime(2022, 3, 4, 12, 0).timestamp() * 1e9)
+    mtime_2021 = int(datetime(2021, 3, 4, 12, 0).timestamp() * 1e9)
+    plain = NewImage("/p/scan.jpg", 1, mtime_2022, "h1", _img("/x", 1).vector)
+    ids, _ = store.apply(
+        Changes(inserts=[plain, _img("/p/exif.jpg", 2, taken_at="2023-05-01T10:00:00")])
+    )
+    scan, exif = ids
+    assert store.filter_ids(after="2022-01-01", before="2023-01-01").tolist() == [scan]
+    assert store.filter_ids(after="2023-01-01").tolist() == [exif]
+    store.apply(Changes(touches=[(scan, 2, mtime_2021), (exif, 3, mtime_2021)]))
+    assert store.filter_ids(before="2022-01-01").tolist() == [scan]  # the file time moved
+    assert store.filter_ids(after="2023-01-01").tolist() == [exif]  # the capture time did not
+    with sqlite3.connect(store.path) as conn:
+        stored = dict(conn.execute("SELECT id, dated FROM images"))
+        plan = " ".join(
+            str(r)
+            for r in conn.execute(
+                "EXPLAIN QUERY PLAN SELECT id FROM images "
+                "WHERE coalesce(taken_at, dated) >= '2022-01-01'"
+            )
+        )
+    assert stored[exif] is None and stored[scan].startswith("2021-03-04")  # no repeated dates
+    assert "ix_images_dated" in plan
