@@ -64,6 +64,7 @@ from clipsearch.tags.classify import DEFAULT_MIN_SCORE, Labeller
 if TYPE_CHECKING:
     from clipsearch.dupes.find import DupesReport
     from clipsearch.dupes.quarantine import MoveReport
+    from clipsearch.ingest.importer import ImportSummary
     from clipsearch.model.torch_encoder import TorchEncoder
     from clipsearch.tags.classify import Classification
 
@@ -743,6 +744,16 @@ class Library:
             classify.tag_new(self.store, self.labeller(), ids)
         except ClipsearchError as exc:  # tags are extra: indexing itself succeeded
             log.warning("could not tag the new images: %s", exc.message)
+
+    def import_embeddings(
+        self, folder: str | Path, *, progress: ProgressFn | None = None
+    ) -> ImportSummary:
+        """Bring shards written by `clipsearch spark embed` into the library: rows, vectors,
+        hashes and failures, no model work. Refuses shards of another model."""
+        from clipsearch.ingest.importer import import_shards
+
+        with self._lock.holding("clipsearch import"):
+            return import_shards(self, Path(folder).expanduser().resolve(), progress=progress)
 
     # --- lifetime -----------------------------------------------------------------------
     def close(self) -> None:

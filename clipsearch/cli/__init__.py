@@ -10,6 +10,7 @@ from clipsearch.cli import (  # noqa: F401
     index_cmds,
     search_cmd,
     serve_cmd,
+    spark_cmds,
     status_cmd,
     tag_cmds,
     watch_cmd,

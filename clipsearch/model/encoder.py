@@ -51,6 +51,16 @@ class Encoder:
         self._tokenizer: Any = None
         self._lock = threading.Lock()
 
+    @classmethod
+    def from_model(
+        cls, spec: str | ModelSpec, model: OnnxModel, *, threads: int | None = None
+    ) -> Encoder:
+        """An encoder over ONNX files found elsewhere (shipped to a Spark executor, say):
+        nothing is looked up or exported here."""
+        enc = cls(spec, threads=threads, precision=model.precision)
+        enc._model = model
+        return enc
+
     @property
     def canonical(self) -> str:
         return self.spec.canonical

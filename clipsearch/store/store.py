@@ -317,6 +317,15 @@ class Store:
                     out[r[0]] = _row(r)
         return out
 
+    def rows_at(self, paths: Iterable[str]) -> dict[str, ImageRow]:
+        """The rows of these exact paths (those the library has)."""
+        found: dict[str, ImageRow] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(sorted(set(paths))):
+                for r in conn.execute(_rows().where(Image.c.path.in_(chunk))):
+                    found[r[1]] = _row(r)
+        return found
+
     def row_by_path(self, path: str) -> ImageRow | None:
         with self.engine.connect() as conn:
             r = conn.execute(_rows().where(Image.c.path == path)).first()

@@ -1,0 +1,159 @@
+"""`clipsearch import`: bring embedding shards (`clipsearch spark embed`) into a library.
+
+No model work: rows, vectors, perceptual hashes and failures are committed as `index` would
+have committed them, 2,000 images per transaction. Shards of another model (fingerprint),
+precision or vector size than the library's are refused. Importing again changes nothing
+for files the library already has with the same content; a file whose content changed is
+replaced. Afterwards `clipsearch index FOLDER` finds the imported files unchanged (same size
+and modification time) and only embeds what is new.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from clipsearch.errors import ModelMismatch
+from clipsearch.ingest.run import Progress
+from clipsearch.spark import shards as sh
+from clipsearch.store.store import Changes, FailureRow, NewImage
+
+if TYPE_CHECKING:
+    from clipsearch.library import Library
+
+COMMIT_EVERY = 2_000
+
+
+@dataclass
+class ImportSummary:
+    source: str
+    shards: int = 0
+    added: int = 0
+    replaced: int = 0
+    unchanged: int = 0
+    failures: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def adopt_model(lib: Library, manifest: sh.Manifest) -> None:
+    """Make sure the library can hold these vectors: a library with vectors must have been
+    made by the same weights, precision and vector size; an empty one takes them on."""
+    meta = lib.store.all_meta()
+    has_vectors = lib.store.vector_count() > 0
+    if has_vectors:
+        fingerprint = meta.get("model_fingerprint", "")
+        problems = []
+        if fingerprint and fingerprint != manifest.model_fingerprint:
+            problems.append(f"model fingerprint {manifest.model_fingerprint} vs {fingerprint}")
+        elif not fingerprint and lib.model != manifest.model:
+            problems.append(f"model {manifest.model} vs {lib.model}")
+        if meta.get("dim") and int(meta["dim"]) != manifest.dim:
+            problems.append(f"{manifest.dim}-d vectors vs {meta['dim']}-d")
+        if (meta.get("precision") or "fp32") != manifest.precision:
+            problems.append(f"precision {manifest.precision} vs {meta.get('precision')}")
+        if problems:
+            raise ModelMismatch(
+                f"the shards were made by {manifest.model} and cannot join the library "
+                f"{lib.path} ({'; '.join(problems)}): vectors of two models are not mixed",
+                hint="Import into a new library (--library NEW), or embed again with the "
+                f"library's model: clipsearch spark embed ... --model {lib.model}",
+            )
+    elif lib.model != manifest.model or meta.get("model_fingerprint"):
+        lib.vectors.reset({"model": manifest.model, "model_fingerprint": "", "dim": ""})
+    lib.store.set_meta(
+        {
+            "model": manifest.model,
+            "model_fingerprint": manifest.model_fingerprint,
+            "dim": str(manifest.dim),
+            "precision": manifest.precision,
+        }
+    )
+
+
+def import_shards(
+    lib: Library, folder: Path, *, progress: Callable[[Progress], None] | None = None
+) -> ImportSummary:
+    """Stream every finished shard under `folder` into `lib` (the caller holds the lock)."""
+    t0 = time.perf_counter()
+    manifest = sh.Manifest.read(folder)
+    adopt_model(lib, manifest)
+    numbers = sh.finished_shards(folder)
+    summary = ImportSummary(str(folder), shards=len(numbers))
+    changes = Changes()
+    pending = 0
+
+    def commit() -> None:
+        nonlocal changes, pending
+        if pending:
+            lib.vectors.apply(changes)
+        changes, pending = Changes(), 0
+
+    for done, number in enumerate(numbers):
+        shard = sh.read_shard(folder, number)
+        paths = [os.fsdecode(r["path_bytes"]) for r in shard.rows]
+        known = lib.store.rows_at(paths + [os.fsdecode(e["path_bytes"]) for e in shard.errors])
+        for start in range(0, len(paths), COMMIT_EVERY):
+            stop = min(len(paths), start + COMMIT_EVERY)
+            vectors = np.asarray(shard.vectors[start:stop], dtype=np.float32)
+            batch = zip(paths[start:stop], shard.rows[start:stop], vectors, strict=True)
+            for path, row, vec in batch:
+                have = known.get(path)
+                same = have is not None and have.content_hash == row["content_hash"]
+                if have is not None and same and have.has_vector:
+                    summary.unchanged += 1
+                    if (have.size, have.mtime_ns) != (row["size"], row["mtime_ns"]):
+                        changes.touches.append((have.id, row["size"], row["mtime_ns"]))
+                        pending += 1
+                    continue
+                new = _new_image(path, row, vec)
+                if have is None:
+                    changes.inserts.append(new)
+                    summary.added += 1
+                else:
+                    changes.replaces.append((have.id, new))
+                    summary.replaced += 1
+                changes.cleared_failures.append(path)
+                pending += 1
+            if pending >= COMMIT_EVERY:
+                commit()
+        now = time.time()
+        for err in shard.errors:
+            path = os.fsdecode(err["path_bytes"])
+            if path not in known:  # a file the library has keeps its vector
+                changes.failures.append(
+                    FailureRow(path, err["size"], err["mtime_ns"], err["error"], now)
+                )
+                summary.failures += 1
+                pending += 1
+        commit()
+        if progress:
+            progress(Progress("import", done + 1, len(numbers)))
+    commit()
+    lib.vectors.save()
+    summary.seconds = round(time.perf_counter() - t0, 3)
+    return summary
+
+
+def _new_image(path: str, row: dict[str, Any], vector: np.ndarray) -> NewImage:
+    hashes = tuple(row[c] for c in ("phash", "dhash", "phash_mirror", "dhash_mirror"))
+    return NewImage(
+        path=path,
+        size=row["size"],
+        mtime_ns=row["mtime_ns"],
+        content_hash=row["content_hash"],
+        vector=vector,
+        width=row["width"],
+        height=row["height"],
+        format=row["format"],
+        taken_at=row["taken_at"],
+        hashes=None if any(h is None for h in hashes) else hashes,  # type: ignore[arg-type]
+    )

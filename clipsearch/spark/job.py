@@ -1,0 +1,318 @@
+"""`clipsearch spark embed`: the driver. Spark schedules, retries and scales; each task
+embeds one shard (`clipsearch.spark.shards.embed_shard`).
+
+The driver lists the sources once and plans the shards (tasks never list anything), finds
+the model's ONNX files once (exporting them if needed) and ships them to the executors of a
+cluster, then runs one task per unfinished shard. Spark's own logging is turned down to
+errors unless the user has a Spark configuration folder of their own; the one line kept
+names the Spark UI.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from clipsearch import __version__
+from clipsearch.errors import ClipsearchError, ConfigError, ModelMismatch
+from clipsearch.spark import shards as sh
+
+notice = logging.getLogger("clipsearch.notice")
+
+TASK_RETRIES = 4  # attempts per task (Spark's spark.task.maxFailures)
+DTYPES = ("float16", "float32")
+
+_LOG4J = """\
+rootLogger.level = warn
+rootLogger.appenderRef.stderr.ref = console
+appender.console.type = Console
+appender.console.name = console
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = spark: %p %c{1}: %m%n
+"""
+
+
+@dataclass
+class EmbedSummary:
+    output: str
+    images: int = 0  # listed
+    shards: int = 0
+    shards_run: int = 0
+    shards_skipped: int = 0
+    embedded: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    model_loads: int = 0
+    executor_processes: int = 0
+    spark_ui: str | None = None
+    tasks: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def with_retries(master: str, attempts: int = TASK_RETRIES) -> str:
+    """Local masters take their retry count in the URL (`local[N,F]`); others use
+    spark.task.maxFailures."""
+    if master == "local":
+        return f"local[1,{attempts}]"
+    m = re.fullmatch(r"local\[([^,\]]+)\]", master)
+    return f"local[{m.group(1)},{attempts}]" if m else master
+
+
+def is_local(master: str) -> bool:
+    return master.startswith("local")
+
+
+def spark_session(master: str, log_file: Path, app_name: str = "clipsearch") -> Any:
+    """A SparkSession whose JVM (and Python workers) write their logs to `log_file`, not to
+    the user's terminal; ConfigError when PySpark or Java is missing."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise ConfigError(
+            "Spark support needs PySpark",
+            hint="pip install 'clipsearch[spark]'  (PySpark 4, with Java 17 or newer)",
+        ) from None
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    if "SPARK_CONF_DIR" not in os.environ:  # the user's own configuration wins
+        conf = Path(tempfile.mkdtemp(prefix="clipsearch-spark-conf-"))
+        (conf / "log4j2.properties").write_text(_LOG4J)
+        os.environ["SPARK_CONF_DIR"] = str(conf)
+    builder = (
+        SparkSession.builder.master(with_retries(master))
+        .appName(app_name)
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.task.maxFailures", str(TASK_RETRIES))
+        .config("spark.python.worker.reuse", "true")  # the model stays loaded between tasks
+    )
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    saved = os.dup(2)
+    try:
+        with open(log_file, "ab") as log:
+            os.dup2(log.fileno(), 2)  # the JVM started now keeps this as its stderr
+            try:
+                spark = builder.getOrCreate()
+            finally:
+                os.dup2(saved, 2)
+    except Exception as exc:  # Java missing or too old, a master that cannot be reached
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"cannot start Spark with master {master}: {first}",
+            hint=f"Spark needs Java 17 or newer (java -version) and a reachable master; "
+            f"Spark's log: {log_file}",
+        ) from None
+    finally:
+        os.close(saved)
+    return spark
+
+
+def embed(
+    sources: Sequence[str],
+    output: str | Path,
+    *,
+    model: str,
+    master: str = "local[*]",
+    precision: str = "fp32",
+    shard_size: int = sh.SHARD_SIZE,
+    dtype: str = "float16",
+    threads_per_task: int = 1,
+    progress: Callable[[Any], None] | None = None,
+    spark: Any = None,
+    fail_after: int | None = None,
+) -> EmbedSummary:
+    """Embed every image the sources name into shards under `output` (see shards.py).
+
+    A re-run keeps finished shards and redoes the others (and plans new files into new
+    shards). `spark`: an existing SparkSession to use (else one is started and stopped).
+    `fail_after` is for tests: each task's process dies once after that many images.
+    """
+    from clipsearch.model.encoder import Encoder
+    from clipsearch.model.specs import ModelSpec
+
+    if dtype not in DTYPES:
+        raise ConfigError(f"--dtype must be float16 or float32, not {dtype!r}")
+    if precision not in ("fp32", "int8"):
+        raise ConfigError(
+            f"spark embed runs at fp32 or int8, not {precision!r}",
+            hint="bf16 needs torch on every executor; use fp32 or int8.",
+        )
+    if shard_size < 1:
+        raise ConfigError("--shard-size must be at least 1")
+    t0 = time.perf_counter()
+    notice.info("listing the sources ...")
+    paths = sh.list_sources(sources)  # once, here: tasks never list anything
+    out = Path(output).expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    spec = ModelSpec.parse(model).canonical
+    enc = Encoder(spec, precision=precision).load()  # exports once, here, if it must
+    onnx = enc.model
+    earlier = sh.Manifest.read(out) if (out / sh.MANIFEST).exists() else None
+    if earlier and (
+        earlier.model_fingerprint != onnx.fingerprint
+        or earlier.precision != precision
+        or earlier.dtype != dtype
+    ):
+        raise ModelMismatch(
+            f"{out} holds embeddings of {earlier.model} ({earlier.precision}, {earlier.dtype}), "
+            f"not {spec} ({precision}, {dtype}); shards of two kinds are not mixed",
+            hint="Use another --output folder, or the same model, precision and dtype.",
+        )
+    plan = sh.plan_shards(out, paths, earlier.shard_size if earlier else shard_size)
+    sh.discard_temp_files(out)
+    manifest = sh.Manifest(
+        model=spec,
+        model_fingerprint=onnx.fingerprint,
+        dim=onnx.dim,
+        precision=precision,
+        dtype=dtype,
+        shards=len(plan),
+        shard_size=earlier.shard_size if earlier else shard_size,
+        created_at=earlier.created_at if earlier else time.time(),
+        clipsearch_version=__version__,
+    )
+    manifest.write(out)
+    summary = EmbedSummary(str(out), images=sum(len(s) for s in plan), shards=len(plan))
+    todo = [i for i in range(len(plan)) if not sh.shard_done(out, i)]
+    summary.shards_skipped = len(plan) - len(todo)
+    if todo:
+        own = spark is None
+        log_file = out / "logs" / "spark.log"
+        spark = spark or spark_session(master, log_file)
+        try:
+            sc = spark.sparkContext
+            summary.spark_ui = sc.uiWebUrl
+            if summary.spark_ui:
+                notice.info("Spark UI: %s", summary.spark_ui)
+            shipped = onnx if is_local(sc.master) else _ship(sc, onnx)
+            tasks = [
+                sh.ShardTask(
+                    number=i,
+                    paths=tuple(plan[i]),
+                    out=str(out),
+                    model=shipped,
+                    spec=spec,
+                    threads=threads_per_task,
+                    dtype=dtype,
+                    fail_after=fail_after,
+                )
+                for i in todo
+            ]
+            rdd = sc.parallelize(tasks, numSlices=len(tasks)).map(_run_task)
+            with _progress(sc, len(tasks), progress):
+                try:
+                    results = rdd.collect()
+                except Exception as exc:  # a task failed every attempt
+                    raise EmbedFailed(
+                        f"Spark gave up on a shard: {_python_error(exc)}",
+                        hint=f"Finished shards are kept; run again to redo the rest. "
+                        f"Spark's log: {log_file}",
+                    ) from None
+        finally:
+            if own:
+                spark.stop()
+        summary.tasks = sorted(results, key=lambda r: r["shard"])
+        for r in results:
+            summary.shards_run += not r["skipped"]
+            summary.shards_skipped += r["skipped"]
+            summary.embedded += r["embedded"]
+            summary.errors += r["errors"]
+            summary.model_loads += r["model_loads"]
+        summary.executor_processes = len({r["pid"] for r in results})
+    summary.seconds = round(time.perf_counter() - t0, 3)
+    return summary
+
+
+class EmbedFailed(ClipsearchError):
+    """A Spark task failed on every attempt (not a bad picture: those are error rows)."""
+
+
+def _python_error(exc: BaseException) -> str:
+    """The last line of the Python traceback inside a Spark error, else its first line."""
+    text = str(exc)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b", line):
+            return line[:300]
+    return lines[0][:300] if lines else type(exc).__name__
+
+
+def _run_task(task: sh.ShardTask) -> dict:
+    if not is_local_path(task.model.visual):  # shipped to this executor: where it is here
+        from pyspark import SparkFiles
+
+        root = Path(SparkFiles.get(task.model.folder.name))
+        model = replace(
+            task.model,
+            folder=root,
+            visual=root / task.model.visual.relative_to(task.model.folder),
+            textual=root / task.model.textual.relative_to(task.model.folder),
+        )
+        task = replace(task, model=model)
+    return sh.embed_shard(task)
+
+
+def is_local_path(path: Path) -> bool:
+    return path.exists()
+
+
+def _ship(sc: Any, onnx: Any) -> Any:
+    """Send the model's folder to every executor (a cluster's machines do not share ours).
+    The towers must be inside it; a quantized tower cached elsewhere goes along."""
+    for tower in (onnx.visual, onnx.textual):
+        if onnx.folder not in tower.parents:
+            raise ConfigError(
+                f"the model's tower {tower} is outside its folder {onnx.folder}",
+                hint="Use --precision fp32 on a cluster, or an onnx-dir: model folder.",
+            )
+    sc.addFile(str(onnx.folder), recursive=True)
+    return onnx
+
+
+class _progress:
+    """Reports finished tasks from Spark's status tracker while the job runs."""
+
+    def __init__(self, sc: Any, total: int, report: Callable[[Any], None] | None) -> None:
+        self.sc, self.total, self.report = sc, total, report
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def __enter__(self) -> _progress:
+        if self.report is not None:
+            self.thread = threading.Thread(target=self._poll, daemon=True)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+            if exc[0] is None:
+                self._tell(self.total)
+
+    def _poll(self) -> None:
+        tracker = self.sc.statusTracker()
+        while not self.stop.wait(1.0):
+            done = 0
+            for stage_id in tracker.getActiveStageIds():
+                info = tracker.getStageInfo(stage_id)
+                if info is not None:
+                    done += info.numCompletedTasks
+            self._tell(done)
+
+    def _tell(self, done: int) -> None:
+        from clipsearch.ingest.run import Progress
+
+        assert self.report is not None
+        self.report(Progress("embed", done, self.total))

@@ -1,0 +1,209 @@
+"""Embedding on real Spark (local[2]) over real photos, and importing the shards.
+
+The shards must be readable by plain numpy/pyarrow, equal to what `clipsearch index` makes,
+redone shard by shard, and survive a worker dying mid-partition; importing them must give a
+library that searches as one indexed locally.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clipsearch.library import Library
+from clipsearch.spark import shards as sh
+from tests.helpers import cs, run_process
+
+REPO = Path(__file__).resolve().parents[2]
+PHOTOS = sorted((REPO.parent / "shared" / "datasets" / "imagenet-sample").glob("*.JPEG"))[:36]
+
+pytestmark = [pytest.mark.timeout(600)]
+
+
+def _java_ok() -> bool:
+    try:
+        return subprocess.run(["java", "-version"], capture_output=True).returncode == 0
+    except OSError:
+        return False
+
+
+if not _java_ok():
+    pytest.skip("Spark needs Java 17+ (java is not installed here)", allow_module_level=True)
+pyspark = pytest.importorskip("pyspark", reason="pip install 'clipsearch[spark]'")
+
+
+@pytest.fixture(scope="module")
+def spark(tmp_path_factory):
+    from clipsearch.spark.job import spark_session
+
+    log = tmp_path_factory.mktemp("spark-log") / "spark.log"
+    session = spark_session("local[2]", log)
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    """36 real photos (copied: the odd ones join them), one corrupt JPEG and one file whose
+    name is not UTF-8."""
+    if not PHOTOS:
+        pytest.skip("the real photos of ../shared/datasets/imagenet-sample are not here")
+    root = tmp_path_factory.mktemp("photos")
+    for i, src in enumerate(PHOTOS):
+        sub = root / ("a" if i % 2 else "b")
+        sub.mkdir(exist_ok=True)
+        shutil.copy(src, sub / src.name)
+    (root / "a" / "broken.jpg").write_bytes(PHOTOS[0].read_bytes()[:300])
+    odd = os.fsencode(str(root / "b")) + b"/caf\xe9.jpg"
+    shutil.copy(PHOTOS[1], os.fsdecode(odd))
+    return root
+
+
+def _embed(spark, photos: Path, out: Path, **kw):
+    from clipsearch.spark.job import embed
+
+    kw.setdefault("shard_size", 10)
+    return embed([str(photos)], out, model="tiny-shapes", spark=spark, **kw)
+
+
+def test_shards_are_clip_retrieval_files_equal_to_local_indexing(spark, photos, tmp_path):
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "emb"
+    summary = _embed(spark, photos, out)
+    assert summary.images == 38 and summary.shards == 4 and summary.shards_run == 4
+    assert summary.embedded == 37 and summary.errors == 1
+    # the model is loaded once per executor process, not per shard
+    assert 1 <= summary.model_loads <= summary.executor_processes <= 2
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"] == "tiny-shapes" and manifest["dim"] == 128
+    assert manifest["layout"] == sh.LAYOUT and manifest["dtype"] == "float16"
+    vectors, names = [], []
+    for i in range(4):  # plain numpy and pyarrow, the documented names and columns
+        emb = np.load(out / "img_emb" / f"img_emb_{i}.npy")
+        meta = pq.read_table(out / "metadata" / f"metadata_{i}.parquet")
+        assert emb.dtype == np.float16 and emb.shape == (meta.num_rows, 128)
+        assert meta.column_names == list(sh.METADATA_COLUMNS)
+        assert np.allclose(np.linalg.norm(emb.astype(np.float32), axis=1), 1, atol=2e-3)
+        vectors.append(emb.astype(np.float32))
+        names += [os.fsdecode(b) for b in meta.column("path_bytes").to_pylist()]
+    errors = [
+        row
+        for i in range(4)
+        for row in pq.read_table(out / "errors" / f"errors_{i}.parquet").to_pylist()
+    ]
+    assert [e["image_path"].rsplit("/", 1)[1] for e in errors] == ["broken.jpg"]
+    assert "truncated" in errors[0]["error"] or "corrupt" in errors[0]["error"]
+    assert len(names) == len(set(names)) == 37
+    odd = [n for n in names if n.endswith("caf\udce9.jpg")]
+    assert odd and os.path.exists(odd[0])  # the exact bytes of a non-UTF-8 name
+
+    lib_dir = tmp_path / "local"
+    cs(lib_dir, "--model", "tiny-shapes", "--precision", "fp32", "index", str(photos))
+    with Library.open(lib_dir) as lib:
+        rows = lib.store.rows_at(names)
+        ids, local = lib.store.get_vectors([rows[n].id for n in names], 128)
+    by_id = dict(zip(ids.tolist(), local, strict=True))
+    spark_vecs = np.concatenate(vectors)
+    local_vecs = np.stack([by_id[rows[n].id] for n in names])
+    assert float((spark_vecs * local_vecs).sum(axis=1).min()) >= 0.9999
+
+
+def test_a_rerun_redoes_only_the_missing_shard_and_plans_new_files(spark, photos, tmp_path):
+    out = tmp_path / "emb"
+    _embed(spark, photos, out)
+    kept = {p: p.stat().st_mtime_ns for p in out.glob("*/*_[023].*")}
+    for name in ("img_emb/img_emb_1.npy", "metadata/metadata_1.parquet", "errors/errors_1.parquet"):
+        (out / name).unlink()
+    again = _embed(spark, photos, out)
+    assert (again.shards_run, again.shards_skipped, again.embedded) == (1, 3, 10)
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept  # finished shards untouched
+    assert sh.shard_done(out, 1)
+    more = photos / "c"  # new files go into a new shard; the old plan stands
+    more.mkdir()
+    shutil.copy(PHOTOS[-1], more / "new.jpg")
+    try:
+        third = _embed(spark, photos, out)
+    finally:
+        shutil.rmtree(more)
+    assert (third.shards, third.shards_run, third.embedded) == (5, 1, 1)
+
+
+def test_a_worker_dying_mid_partition_still_gives_every_image_once(spark, photos, tmp_path):
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "emb"
+    summary = _embed(spark, photos, out, fail_after=4)  # each task's process dies once
+    assert sorted(out.glob(".fail-once-*")) and summary.shards_run == 4
+    names = [
+        b
+        for i in range(4)
+        for b in pq.read_table(out / "metadata" / f"metadata_{i}.parquet")
+        .column("path_bytes")
+        .to_pylist()
+    ]
+    assert len(names) == len(set(names)) == 37
+    assert not list(out.glob("*/.*.tmp-*"))  # no half-written files left behind
+
+
+def test_import_then_search_gives_the_local_top_10(spark, photos, tmp_path):
+    out = tmp_path / "emb"
+    _embed(spark, photos, out)
+    local, imported = tmp_path / "local", tmp_path / "imported"
+    cs(local, "--model", "tiny-shapes", "--precision", "fp32", "index", str(photos))
+    got = json.loads(cs(imported, "import", str(out), "--json").stdout)
+    assert (got["added"], got["failures"], got["shards"]) == (37, 1, 4)
+    again = json.loads(cs(imported, "import", str(out), "--json").stdout)
+    assert (again["added"], again["replaced"], again["unchanged"]) == (0, 0, 37)
+    for query in ("a red circle", "a dog"):
+        a = json.loads(cs(local, "search", query, "--json", "--no-server").stdout)
+        b = json.loads(cs(imported, "search", query, "--json", "--no-server").stdout)
+        assert [r["path"] for r in a] == [r["path"] for r in b]
+    status = json.loads(cs(imported, "status", "--json").stdout)
+    assert status["images"] == 37 and status["failures"] == 1
+    # the imported files are what `index` would have recorded: nothing to embed again
+    summary = json.loads(cs(imported, "index", str(photos), "--json").stdout)
+    assert summary["unchanged"] == 37 and summary["added"] == 0
+
+
+def test_shards_of_another_model_are_refused(spark, photos, tmp_path, tiny_model):
+    out = tmp_path / "emb"
+    _embed(spark, photos, out)
+    lib = tmp_path / "other"
+    cs(lib, "--model", tiny_model, "index", str(photos / "a"))
+    refused = cs(lib, "import", str(out), expect=1)
+    assert "cannot join the library" in refused.stderr and "fingerprint" in refused.stderr
+    with Library.open(lib) as opened:
+        assert opened.store.counts()["images"] == 18  # nothing imported
+
+
+def test_the_command_line_keeps_spark_logs_out_of_the_way(photos, tmp_path):
+    out = tmp_path / "emb"
+    proc = run_process(
+        "--model",
+        "tiny-shapes",
+        "spark",
+        "embed",
+        str(photos / "a"),
+        "--output",
+        str(out),
+        "--master",
+        "local[2]",
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "Embedded" in proc.stdout and "18 images" in proc.stdout and "1 unreadable" in proc.stdout
+    )
+    assert proc.stderr.strip() == "", proc.stderr  # Spark's chatter went to its log file
+    assert (out / "logs" / "spark.log").stat().st_size > 0
+    bad = run_process("spark", "embed", "hdfs://nn/photos", "--output", str(tmp_path / "x"))
+    assert bad.returncode == 2 and "hdfs:// is not supported yet" in bad.stderr
+    assert "Traceback" not in bad.stderr
