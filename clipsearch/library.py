@@ -746,14 +746,23 @@ class Library:
             log.warning("could not tag the new images: %s", exc.message)
 
     def import_embeddings(
-        self, folder: str | Path, *, progress: ProgressFn | None = None
+        self,
+        folder: str | Path,
+        *,
+        index: str | Path | None = None,
+        progress: ProgressFn | None = None,
     ) -> ImportSummary:
         """Bring shards written by `clipsearch spark embed` into the library: rows, vectors,
-        hashes and failures, no model work. Refuses shards of another model."""
+        hashes and failures, no model work. Refuses shards of another model. `index`: a
+        folder written by `clipsearch spark index` over these shards, adopted as the
+        library's index."""
         from clipsearch.ingest.importer import import_shards
 
+        index_dir = None if index is None else Path(index).expanduser().resolve()
         with self._lock.holding("clipsearch import"):
-            return import_shards(self, Path(folder).expanduser().resolve(), progress=progress)
+            return import_shards(
+                self, Path(folder).expanduser().resolve(), index_dir=index_dir, progress=progress
+            )
 
     # --- lifetime -----------------------------------------------------------------------
     def close(self) -> None:

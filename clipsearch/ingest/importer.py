@@ -39,6 +39,7 @@ class ImportSummary:
     unchanged: int = 0
     failures: int = 0
     seconds: float = 0.0
+    index: dict | None = None  # the prebuilt index adopted (--index)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,9 +81,27 @@ def adopt_model(lib: Library, manifest: sh.Manifest) -> None:
 
 
 def import_shards(
-    lib: Library, folder: Path, *, progress: Callable[[Progress], None] | None = None
+    lib: Library,
+    folder: Path,
+    *,
+    index_dir: Path | None = None,
+    progress: Callable[[Progress], None] | None = None,
 ) -> ImportSummary:
-    """Stream every finished shard under `folder` into `lib` (the caller holds the lock)."""
+    """Stream every finished shard under `folder` into `lib` (the caller holds the lock);
+    with `index_dir` (`clipsearch spark index`), adopt that index instead of the library's."""
+    facts = None
+    if index_dir is not None:  # checked before anything is imported
+        from clipsearch.spark.index_build import read_facts
+
+        facts = read_facts(index_dir)
+        manifest = sh.Manifest.read(folder)
+        if facts.get("model_fingerprint") != manifest.model_fingerprint:
+            raise ModelMismatch(
+                f"the index {index_dir} was built from other embeddings than {folder} "
+                "(model fingerprints differ)",
+                hint="Build it from these shards: clipsearch spark index EMB_DIR --output DIR",
+            )
+        _check_layout(folder, index_dir, facts)
     t0 = time.perf_counter()
     manifest = sh.Manifest.read(folder)
     adopt_model(lib, manifest)
@@ -138,9 +157,65 @@ def import_shards(
         if progress:
             progress(Progress("import", done + 1, len(numbers)))
     commit()
-    lib.vectors.save()
+    if facts is not None and index_dir is not None:
+        summary.index = adopt_index(lib, folder, index_dir, facts)
+    else:
+        lib.vectors.save()
     summary.seconds = round(time.perf_counter() - t0, 3)
     return summary
+
+
+def _check_layout(folder: Path, index_dir: Path, facts: dict) -> list[list[int]]:
+    from clipsearch.errors import ConfigError
+    from clipsearch.spark.index_build import _layout
+
+    layout = _layout(folder)
+    if [list(x) for x in facts.get("shards", [])] != layout:
+        raise ConfigError(
+            f"the index {index_dir} was built from other shards than {folder} holds now",
+            hint="Build it again: clipsearch spark index EMB_DIR --output DIR",
+        )
+    return layout
+
+
+def adopt_index(lib: Library, folder: Path, index_dir: Path, facts: dict) -> dict:
+    """Make the prebuilt index the library's: its row numbers become image ids; vectors the
+    library has besides (from before the import) are added. Returns what was adopted."""
+    import pyarrow.parquet as pq
+
+    from clipsearch.spark.index_build import INDEX_FILE
+    from clipsearch.store.faiss_index import VectorIndex
+
+    layout = _check_layout(folder, index_dir, facts)
+    n = sum(rows for _, rows, _ in layout)
+    new_ids = np.full(n, -1, np.int64)
+    for number, _, offset in layout:
+        table = pq.read_table(
+            folder / "metadata" / f"metadata_{number}.parquet", columns=["path_bytes"]
+        )
+        paths = [os.fsdecode(b) for b in table.column("path_bytes").to_pylist()]
+        found = lib.store.rows_at(paths)
+        for i, path in enumerate(paths):
+            row = found.get(path)
+            if row is not None and row.has_vector:
+                new_ids[offset + i] = row.id
+    import faiss
+
+    index = VectorIndex(faiss.read_index(str(index_dir / INDEX_FILE)))
+    kept = index.renumber(new_ids)
+    others = np.setdiff1d(lib.store.vector_ids(), new_ids[new_ids >= 0])
+    if len(others):  # the library's own pictures from before the import
+        ids, vecs = lib.store.get_vectors(others, index.dim)
+        index.add(ids, vecs)
+    lib.vectors.adopt(index)
+    return {
+        "kind": index.kind,
+        "vectors": index.ntotal,
+        "from_index": kept,
+        "added": len(others),
+        "nprobe": index.nprobe,
+        "recall_at_10": facts.get("recall_at_10"),
+    }
 
 
 def _new_image(path: str, row: dict[str, Any], vector: np.ndarray) -> NewImage:

@@ -186,6 +186,33 @@ class VectorIndex:
             lists.resize(number, size + max(16, int(size * fraction)))
             lists.resize(number, size)  # the capacity stays
 
+    def renumber(self, new_ids: np.ndarray) -> int:
+        """Give every vector with id i the id new_ids[i]; those mapped to -1 are dropped.
+        Returns the vectors kept. (An index built apart, keyed by row numbers, adopted by a
+        library keyed by image ids.)"""
+        faiss = _faiss()
+        self._in_memory()
+        self._view = None
+        self._max_id = None
+        gone = np.flatnonzero(new_ids < 0)
+        if len(gone):
+            self._index.remove_ids(faiss.IDSelectorBatch(gone.astype(np.int64)))
+        if self.kind == "flat":
+            id_map = faiss.vector_to_array(self._index.id_map)
+            faiss.copy_array_to_vector(new_ids[id_map].astype(np.int64), self._index.id_map)
+            self._index.construct_rev_map()
+            return self.ntotal
+        ivf = faiss.extract_index_ivf(self._index)
+        lists = ivf.invlists
+        for number in range(ivf.nlist):
+            size = lists.list_size(number)
+            if size:
+                old = faiss.rev_swig_ptr(lists.get_ids(number), size)
+                fresh = np.ascontiguousarray(new_ids[old], dtype=np.int64)
+                codes = faiss.rev_swig_ptr(lists.get_codes(number), size * ivf.code_size).copy()
+                lists.update_entries(number, 0, size, faiss.swig_ptr(fresh), faiss.swig_ptr(codes))
+        return self.ntotal
+
     @property
     def mapped(self) -> bool:
         """Whether the lists are the index file's pages (memory-mapped, read-only)."""
@@ -451,27 +478,17 @@ def build_ivf(
     Returns None when the data has no structure an IVF can use (the tuned nprobe would scan
     more than a quarter of the lists): exact search is then both faster and exact.
     """
-    faiss = _faiss()
     t0 = time.perf_counter()
     nlist = nlist_for(n)
-    quantizer = faiss.IndexFlatIP(dim)
-    # Vectors kept in float16 (not residuals): the database stores them in float16, so the
-    # scores are exactly those of the stored vectors, at half the memory of float32 (and
-    # faster to scan).
-    index = faiss.IndexIVFScalarQuantizer(
-        quantizer, dim, nlist, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
-    )
-    index.by_residual = False
-    index.cp.seed = seed
     sample_ids, sample_vecs = sample
-    index.train(np.ascontiguousarray(sample_vecs[: 40 * nlist], dtype=np.float32))
+    index = trained_ivf(dim, nlist, sample_vecs[: 40 * nlist], seed=seed)
     for ids, vecs in chunks():
         index.add_with_ids(
             np.ascontiguousarray(vecs, dtype=np.float32), np.ascontiguousarray(ids, np.int64)
         )
     rng = np.random.default_rng(seed)
     picks = rng.choice(len(sample_ids), size=min(200, len(sample_ids)), replace=False)
-    index.nprobe = _tune_nprobe(index, sample_ids[picks], sample_vecs[picks], chunks)
+    index.nprobe, _ = tune_nprobe(index, sample_ids[picks], sample_vecs[picks], chunks)
     if index.nprobe > nlist // 4:
         log.info("IVF needs nprobe=%d of %d lists here: keeping exact search", index.nprobe, nlist)
         return None
@@ -485,9 +502,32 @@ def build_ivf(
     return VectorIndex(index)
 
 
-def _tune_nprobe(index, query_ids: np.ndarray, queries: np.ndarray, chunks: Chunks) -> int:
+def trained_ivf(dim: int, nlist: int, sample: np.ndarray, *, seed: int = 1234):
+    """An empty IVF index (inner product) trained on `sample`, the library's kind: vectors
+    kept in float16 (not residuals). The database stores them in float16, so the scores are
+    exactly those of the stored vectors, at half the memory of float32 (and faster to scan)."""
+    faiss = _faiss()
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFScalarQuantizer(
+        quantizer, dim, nlist, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
+    )
+    index.by_residual = False
+    index.cp.seed = seed
+    index.train(np.ascontiguousarray(sample, dtype=np.float32))
+    return index
+
+
+def tune_nprobe(
+    index,
+    query_ids: np.ndarray,
+    queries: np.ndarray,
+    chunks: Chunks,
+    target: float | None = None,
+) -> tuple[int, float]:
     """Smallest nprobe whose recall@10 on the queries (each one's own id left out) meets the
-    target; the exact answers come from streaming the vectors once (no second copy)."""
+    target (RECALL_TARGET), and that recall; the exact answers come from streaming the
+    vectors once (no second copy)."""
+    target = RECALL_TARGET if target is None else target
     faiss = _faiss()
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     n_q = len(queries)
@@ -505,15 +545,15 @@ def _tune_nprobe(index, query_ids: np.ndarray, queries: np.ndarray, chunks: Chun
         best_s = np.take_along_axis(all_s, order, axis=1)
         best_i = np.take_along_axis(all_i, order, axis=1)
     truth = [set(row[row != q][:10].tolist()) for row, q in zip(best_i, query_ids, strict=True)]
-    nprobe = 1
-    while nprobe < index.nlist:
-        index.nprobe = nprobe
+    nprobe, recall = 1, 0.0
+    while True:
+        index.nprobe = min(nprobe, index.nlist)
         _, got = index.search(queries, 11)
         hits = sum(
             len(t & set(g[g != q][:10].tolist()))
             for t, g, q in zip(truth, got, query_ids, strict=True)
         )
-        if hits / max(1, sum(len(t) for t in truth)) >= RECALL_TARGET:
-            return nprobe
+        recall = hits / max(1, sum(len(t) for t in truth))
+        if recall >= target or nprobe >= index.nlist:
+            return int(index.nprobe), recall
         nprobe *= 2
-    return int(index.nlist)

@@ -212,6 +212,21 @@ class VectorCache:
                 self._save(built)
                 built.reserve(self._headroom)
 
+    def adopt(self, index: VectorIndex) -> None:
+        """Make `index` (built elsewhere, keyed by this library's image ids, holding every
+        vector the store has) the library's index, and save it. The caller holds the lock."""
+        with self._mutex:
+            have = self.store.vector_count()
+            if index.ntotal != have:
+                raise LibraryError(f"the index holds {index.ntotal} vectors, the library {have}")
+            index.seq = self.store.max_seq()
+            self._index = index
+            self._seen_version = None
+            self._save(index)
+            self.store.set_meta(
+                {GROWTH_META: json.dumps({"checked_at": index.ntotal, "kind": index.kind})}
+            )
+
     def discard_temp_files(self) -> None:
         """Remove temporary files of a writer killed mid-save. The caller holds the lock."""
         for tmp in self.folder.glob(".vectors-*.tmp"):

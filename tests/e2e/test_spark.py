@@ -207,3 +207,107 @@ def test_the_command_line_keeps_spark_logs_out_of_the_way(photos, tmp_path):
     bad = run_process("spark", "embed", "hdfs://nn/photos", "--output", str(tmp_path / "x"))
     assert bad.returncode == 2 and "hdfs:// is not supported yet" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+# --- the index, built on Spark --------------------------------------------------------------
+
+
+def _synthetic_shards(out: Path, n: int, shards: int, seed: int = 5, start: int = 0) -> None:
+    """Shards in the documented layout, written directly: clustered 128-d unit vectors as
+    tiny-shapes would make them (the index does no model work)."""
+    from clipsearch.model.encoder import Encoder
+
+    fingerprint = Encoder("tiny-shapes").fingerprint
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(99).standard_normal((30, 128))
+    vecs = centres[rng.integers(0, 30, n)] + 0.25 * rng.standard_normal((n, 128))
+    vecs = (vecs / np.linalg.norm(vecs, axis=1, keepdims=True)).astype(np.float16)
+    per = -(-n // shards)
+    for i in range(shards):
+        rows = [
+            {
+                "image_path": f"/synthetic/{start + j}.jpg",
+                "path_bytes": f"/synthetic/{start + j}.jpg".encode(),
+                "size": 100 + j,
+                "mtime_ns": 10**18 + j,
+                "content_hash": f"{start + j:032x}",
+                "width": 64,
+                "height": 64,
+                "format": "JPEG",
+                "taken_at": None,
+                "phash": None,
+                "dhash": None,
+                "phash_mirror": None,
+                "dhash_mirror": None,
+            }
+            for j in range(i * per, min(n, (i + 1) * per))
+        ]
+        sh._write_shard(out, i, vecs[i * per : (i + 1) * per], rows, [])
+    sh.Manifest("tiny-shapes", fingerprint, 128, "fp32", "float16", shards, per).write(out)
+
+
+def test_spark_index_trains_on_a_random_sample_and_records_its_recall(spark, tmp_path):
+    import faiss
+
+    from clipsearch.spark.index_build import build
+
+    emb, out = tmp_path / "emb", tmp_path / "index"
+    _synthetic_shards(emb, 6_000, 3)
+    summary = build(emb, out, spark=spark, recall=0.95)
+    facts = json.loads((out / "index.json").read_text())
+    assert facts["vectors"] == 6_000 and facts["queries"] == 1_000
+    assert facts["recall_at_10"] >= 0.95 and 1 <= facts["nprobe"] < facts["nlist"]
+    assert facts["shards"] == [[0, 2_000, 0], [1, 2_000, 2_000], [2, 2_000, 4_000]]
+    index = faiss.read_index(str(out / "index.faiss"))
+    assert index.ntotal == 6_000 and index.nprobe == summary.nprobe
+    assert not (out / "parts").exists()
+    assert 2 * 128 <= summary.bytes_per_vector < 2 * 128 + 40  # float16 codes and an id
+    from clipsearch.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="over --max-memory"):
+        build(emb, tmp_path / "small", spark=spark, max_memory="1MB")
+
+
+def test_import_adopts_the_prebuilt_index_and_keeps_the_librarys_own_pictures(spark, tmp_path):
+    from clipsearch.spark.index_build import build
+
+    emb, out, first = tmp_path / "emb", tmp_path / "index", tmp_path / "first"
+    _synthetic_shards(emb, 6_000, 3)
+    _synthetic_shards(first, 300, 1, seed=6, start=50_000)  # a library with pictures already
+    build(emb, out, spark=spark)
+    lib = tmp_path / "lib"
+    cs(lib, "import", str(first))
+    got = json.loads(cs(lib, "import", str(emb), "--index", str(out), "--json").stdout)
+    assert got["added"] == 6_000
+    assert got["index"]["vectors"] == 6_300 and got["index"]["added"] == 300
+    status = json.loads(cs(lib, "status", "--json").stdout)
+    assert status["index"]["kind"] == "ivf" and status["index"]["vectors"] == 6_300
+    with Library.open(lib) as opened:
+        ids, vecs = opened.store.get_vectors(opened.store.vector_ids(), 128)
+        index = opened.vectors.index()
+        assert index.kind == "ivf" and set(index.ids().tolist()) == set(ids.tolist())
+        picks = np.random.default_rng(0).choice(len(ids), 50, replace=False)
+        hits = index.search(vecs[picks], 10)
+        exact = np.argsort(-(vecs[picks] @ vecs.T), axis=1)[:, :10]
+        overlap = np.mean(
+            [
+                len(set(h.ids.tolist()) & set(ids[e].tolist())) / 10
+                for h, e in zip(hits, exact, strict=True)
+            ]
+        )
+        assert overlap >= 0.9  # the adopted index answers with the library's ids
+        assert all(h.ids[0] == ids[p] for h, p in zip(hits, picks, strict=True))
+
+
+def test_an_index_of_other_shards_is_refused_before_anything_is_imported(spark, tmp_path):
+    from clipsearch.spark.index_build import build
+
+    emb, other, out = tmp_path / "emb", tmp_path / "other", tmp_path / "index"
+    _synthetic_shards(emb, 3_000, 2)
+    _synthetic_shards(other, 3_000, 3)
+    build(other, out, spark=spark)
+    lib = tmp_path / "lib"
+    refused = cs(lib, "import", str(emb), "--index", str(out), expect=2)
+    assert "built from other shards" in refused.stderr
+    with Library.open(lib) as opened:
+        assert opened.store.counts()["images"] == 0

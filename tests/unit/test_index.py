@@ -153,3 +153,16 @@ def test_a_truncated_ivf_file_is_not_mapped(tmp_path):
     path = built.save(tmp_path, seq=7)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     assert VectorIndex.load_latest(tmp_path, mapped=True) is None
+
+
+@pytest.mark.parametrize("approximate", [False, True])
+def test_renumbering_gives_each_vector_its_new_id_and_drops_the_unmapped(approximate):
+    data = clustered(5_000)
+    idx = VectorIndex.build(16, np.arange(5_000), data, approximate=approximate)
+    new_ids = np.arange(5_000, dtype=np.int64) * 10 + 7
+    new_ids[[3, 4]] = -1  # rows the library does not have
+    assert idx.renumber(new_ids) == 4_998
+    assert sorted(idx.ids().tolist()) == sorted(new_ids[new_ids >= 0].tolist())
+    hit = idx.search(data[100], 1)[0]
+    assert hit.ids[0] == 1_007 and hit.scores[0] > 0.999
+    assert 37 not in idx.search(data[3], 10)[0].ids
