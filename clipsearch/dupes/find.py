@@ -747,10 +747,9 @@ def _similar(
 def _similar_through(
     store: Store, dim: int, threshold: float, not_distinct: set[int], reading: Reading
 ) -> tuple[list[Pair], Calibration]:
-    """`_similar` through the library's approximate index: vectors streamed from the store
-    (never all in memory), each chunk of queries range-searched while the index is held, so
-    searches and commits in the same process go on between chunks. Calibrated on a random
-    sample of the distinct pictures."""
+    """`_similar` through the library's approximate index: every vector against the lists
+    it probes, one matrix product per list, while the index is held (searches and commits
+    in the same process wait). Calibrated on a random sample of the distinct pictures."""
     ids = store.vector_ids()
     if not_distinct:
         ids = ids[~np.isin(ids, np.fromiter(not_distinct, np.int64))]
@@ -779,22 +778,12 @@ def _similar_through(
     cal = _judge(cal)
     if not cal.used:
         return [], cal
-    found_a, found_b, found_s = [], [], []
-    for chunk_ids, chunk in store.iter_vectors(dim, chunk=_QUERY_CHUNK):
-        keep = _member(chunk_ids, distinct)
-        if not keep.any():
-            continue
-        chunk_ids = chunk_ids[keep]
-        with reading() as index:
-            rows, other, sims = index.range_search(chunk[keep], float(threshold))
-        mine = chunk_ids[rows]
-        ok = (other != mine) & _member(other, distinct)
-        found_a.append(np.minimum(mine, other)[ok])
-        found_b.append(np.maximum(mine, other)[ok])
-        found_s.append(sims[ok])
-    if not found_a:
+    with reading() as index:  # one matrix product per IVF list (see VectorIndex.similar_pairs)
+        a_ids, b_ids, sims = index.similar_pairs(float(threshold))
+    ok = _member(a_ids, distinct) & _member(b_ids, distinct)
+    a_ids, b_ids, sims = a_ids[ok], b_ids[ok], sims[ok]
+    if not len(a_ids):
         return [], cal
-    a_ids, b_ids, sims = (np.concatenate(x) for x in (found_a, found_b, found_s))
     order = np.lexsort((-sims, b_ids, a_ids))
     a_ids, b_ids, sims = a_ids[order], b_ids[order], sims[order]
     first = np.ones(len(a_ids), bool)

@@ -273,6 +273,77 @@ class VectorIndex:
         rows = np.repeat(np.arange(len(queries)), np.diff(lims).astype(np.int64))
         return rows, ids.astype(np.int64), scores
 
+    def similar_pairs(self, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every pair of vectors in this IVF index whose inner product is at least
+        `threshold`, as a range search of every vector with the tuned nprobe would find them
+        (each vector probing its nprobe nearest lists): (a, b, score) arrays with a < b.
+
+        One matrix product per list instead of a range search per vector: the vectors that
+        probe a list against the list's vectors, at BLAS speed (~10x FAISS's scan of float16
+        codes). With nprobe 1 a vector probes its own list, so each list is joined with
+        itself; otherwise the vectors are gathered once into a float16 matrix (memory: the
+        index's size again).
+        """
+        faiss = _faiss()
+        ivf = faiss.extract_index_ivf(self._index)
+        lists, d = ivf.invlists, ivf.d
+        nprobe = max(1, min(int(ivf.nprobe), int(ivf.nlist)))
+        sizes = np.array([lists.list_size(m) for m in range(ivf.nlist)], np.int64)
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+
+        def members(m: int) -> tuple[np.ndarray, np.ndarray]:
+            n = int(sizes[m])
+            ids = faiss.rev_swig_ptr(lists.get_ids(m), n).astype(np.int64)
+            codes = faiss.rev_swig_ptr(lists.get_codes(m), n * ivf.code_size)
+            return ids, np.frombuffer(codes, dtype="<f2").reshape(n, d)  # float16 codes
+
+        found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+        def join(q_ids: np.ndarray, q: np.ndarray, v_ids: np.ndarray, v: np.ndarray) -> None:
+            vt = np.ascontiguousarray(v.astype(np.float32).T)
+            for start in range(0, len(q), 2048):
+                scores = q[start : start + 2048].astype(np.float32) @ vt
+                r, c = np.nonzero(scores >= threshold)
+                a, b = q_ids[start + r], v_ids[c]
+                keep = a != b
+                found.append(
+                    (np.minimum(a, b)[keep], np.maximum(a, b)[keep], scores[r, c][keep])
+                )
+
+        if nprobe == 1:
+            for m in range(ivf.nlist):
+                if sizes[m]:
+                    ids, vecs = members(m)
+                    join(ids, vecs, ids, vecs)
+        else:
+            all_ids = np.empty(int(starts[-1]), np.int64)
+            matrix = np.empty((int(starts[-1]), d), np.float16)
+            probes = np.empty((int(starts[-1]), nprobe), np.int64)
+            for m in range(ivf.nlist):
+                if sizes[m]:
+                    ids, vecs = members(m)
+                    lo, hi = starts[m], starts[m + 1]
+                    all_ids[lo:hi], matrix[lo:hi] = ids, vecs
+                    _, probes[lo:hi] = ivf.quantizer.search(vecs.astype(np.float32), nprobe)
+            flat = probes.ravel()
+            order = np.argsort(flat, kind="stable")
+            rows = order // nprobe  # the vectors that probe each list, grouped by list
+            bounds = np.searchsorted(flat[order], np.arange(ivf.nlist + 1))
+            for m in range(ivf.nlist):
+                if sizes[m] and bounds[m + 1] > bounds[m]:
+                    q_rows = rows[bounds[m] : bounds[m + 1]]
+                    lo, hi = starts[m], starts[m + 1]
+                    join(all_ids[q_rows], matrix[q_rows], all_ids[lo:hi], matrix[lo:hi])
+        if not found:
+            empty = np.empty(0, np.int64)
+            return empty, empty, np.empty(0, np.float32)
+        a, b, scores = (np.concatenate(x) for x in zip(*found, strict=True))
+        order = np.lexsort((-scores, b, a))  # each pair once (found from both sides)
+        a, b, scores = a[order], b[order], scores[order]
+        first = np.ones(len(a), bool)
+        first[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+        return a[first], b[first], scores[first]
+
     def _flat_search(self, queries: np.ndarray, k: int) -> list[SearchHits]:
         """Exact search for a few queries with BLAS over FAISS's own vector storage.
 
@@ -342,9 +413,12 @@ class VectorIndex:
                 continue
             seq = int(_FILE_RE.match(path.name).group(1))  # type: ignore[union-attr]
             ivf = faiss.try_extract_index_ivf(index)
-            is_mapped = ivf is not None and isinstance(
-                faiss.downcast_InvertedLists(ivf.invlists), faiss.OnDiskInvertedLists
-            )
+            lists = None if ivf is None else faiss.downcast_InvertedLists(ivf.invlists)
+            is_mapped = isinstance(lists, faiss.OnDiskInvertedLists)
+            if is_mapped:
+                # FAISS would start threads to read ahead the lists of every search (32 by
+                # default): for files in the page cache that doubles a filtered search's time.
+                lists.prefetch_nthread = 0
             return cls(index, seq=seq, mapped=is_mapped)
         return None
 

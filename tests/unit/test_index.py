@@ -166,3 +166,42 @@ def test_renumbering_gives_each_vector_its_new_id_and_drops_the_unmapped(approxi
     hit = idx.search(data[100], 1)[0]
     assert hit.ids[0] == 1_007 and hit.scores[0] > 0.999
     assert 37 not in idx.search(data[3], 10)[0].ids
+
+
+def test_a_mapped_index_reads_ahead_with_no_threads_of_its_own(tmp_path):
+    import faiss
+
+    VectorIndex.build(16, np.arange(5_000), clustered(5_000), approximate=True).save(
+        tmp_path, seq=1
+    )
+    mapped = VectorIndex.load_latest(tmp_path, mapped=True)
+    lists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(mapped._index).invlists)
+    assert mapped.mapped and lists.prefetch_nthread == 0  # 32 threads per search otherwise
+
+
+@pytest.mark.parametrize("nprobe", [1, 4])
+def test_similar_pairs_by_list_products_find_what_a_range_search_finds(nprobe):
+    rng = np.random.default_rng(3)
+    centers = rng.standard_normal((40, 32))
+    x = centers[rng.integers(0, 40, 6_000)] + 0.35 * rng.standard_normal((6_000, 32))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    ids = np.arange(6_000) * 3 + 1
+    idx = VectorIndex.build(32, ids, x, approximate=True)
+    assert idx.kind == "ivf"
+    idx._index.nprobe = nprobe
+    a, b, s = idx.similar_pairs(0.9)
+    got = set(zip(a.tolist(), b.tolist(), strict=True))
+    assert len(got) == len(a) and (a < b).all()  # each pair once, smaller id first
+    exact = x @ x.T  # every pair, by brute force
+    i, j = np.nonzero(np.triu(exact >= 0.9, 1))
+    truth = set(zip(ids[i].tolist(), ids[j].tolist(), strict=True))
+    rows, other, _ = idx.range_search(x, 0.9)  # the per-vector way, as a baseline
+    mine = ids[rows]
+    keep = mine != other
+    low, high = np.minimum(mine, other)[keep], np.maximum(mine, other)[keep]
+    ranged = set(zip(low.tolist(), high.tolist(), strict=True))
+    recall, baseline = len(got & truth) / len(truth), len(ranged & truth) / len(truth)
+    assert recall >= baseline - 0.002  # as good as a range search with the same nprobe
+    by_id = {v: k for k, v in enumerate(ids.tolist())}
+    scores = np.array([exact[by_id[p], by_id[q]] for p, q in zip(a, b, strict=True)])
+    assert scores.min() >= 0.9 - 2e-3 and np.allclose(s, scores, atol=2e-3)
