@@ -11,7 +11,19 @@ the rounds). Whole processes, start-up included, what a user waits for:
   `--master local[2]`, 4 shards (2 tasks at a time, one model thread each), JVM start-up,
   listing, shard files and all.
 Rounds are interleaved (the order rotates); the ratio is Spark's time over `index`'s in each
-round (target: <= 1.3). Prints JSON; figures go to docs/benchmarks.md.
+round (target: <= 1.3).
+
+    python scripts/bench_spark.py --index-sizes 1000000,5000000 [--work DIR]
+
+Index building: synthetic shards of 512-d vectors clustered as CLIP embeddings are (2,000
+centres), 100,000 per shard, float16, in the layout `spark embed` writes; then
+`clipsearch spark index` (local[2]) in its own process: time per step, the driver's peak
+RSS, the tasks' peak RSS, bytes per vector, recall@10 against exact search on 1,000
+held-out rows, and the query p50 of the built index (one query at a time, the tuned nprobe)
+against exact search over the same vectors in float16 chunks (NumPy), in the same process;
+up to 1M, `clipsearch import EMB --index INDEX` into a new library (time, peak RSS).
+
+Prints JSON; figures go to docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -27,6 +39,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = ROOT.parent / "shared" / "datasets" / "imagenet-sample"
 MODEL = "ViT-B-32:random"
@@ -41,12 +55,174 @@ def run(cmd: list[str]) -> float:
     return time.perf_counter() - t0
 
 
+PER_SHARD = 100_000
+CENTRES = 2_000
+
+
+def make_shards(folder: Path, n: int, dim: int = 512) -> None:
+    """Synthetic shards in `spark embed`'s layout (kept between runs)."""
+    sys.path.insert(0, str(ROOT))
+    from clipsearch.spark import shards as sh
+
+    if (folder / sh.MANIFEST).exists():
+        return
+    rng = np.random.default_rng(11)
+    centres = rng.standard_normal((CENTRES, dim)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    count = -(-n // PER_SHARD)
+    for i in range(count):
+        rows = min(PER_SHARD, n - i * PER_SHARD)
+        vecs = centres[rng.integers(0, CENTRES, rows)]
+        vecs = vecs + 0.6 * rng.standard_normal((rows, dim)).astype(np.float32) / np.sqrt(dim)
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        start = i * PER_SHARD
+        names = [f"/photos/{j // 1000}/{j}.jpg" for j in range(start, start + rows)]
+        meta = [
+            {
+                "image_path": p,
+                "path_bytes": p.encode(),
+                "size": 1,
+                "mtime_ns": 1,
+                "content_hash": f"{start + k:032x}",
+                "width": 1,
+                "height": 1,
+                "format": "JPEG",
+                "taken_at": None,
+                "phash": None,
+                "dhash": None,
+                "phash_mirror": None,
+                "dhash_mirror": None,
+            }
+            for k, p in enumerate(names)
+        ]
+        sh._write_shard(folder, i, vecs.astype(np.float16), meta, [])
+    sh.Manifest("synthetic-512", "synthetic", dim, "fp32", "float16", count, PER_SHARD).write(
+        folder
+    )
+
+
+def index_child(emb: str, out: str, master: str) -> None:
+    import resource
+
+    from clipsearch.spark.index_build import build
+
+    summary = build(emb, out, master=master)
+    facts = summary.to_dict()
+    facts["driver_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    facts.pop("shards")
+    print(json.dumps(facts))
+
+
+def query_child(emb: str, out: str) -> None:
+    import faiss
+
+    from clipsearch.spark import shards as sh
+
+    index = faiss.read_index(str(Path(out) / "index.faiss"))
+    faiss.omp_set_num_threads(1)
+    rng = np.random.default_rng(3)
+    first = np.load(Path(emb) / "img_emb" / "img_emb_0.npy", mmap_mode="r")
+    queries = np.asarray(first[rng.choice(len(first), 200, replace=False)], np.float32)
+    ivf = []
+    for q in queries:
+        t0 = time.perf_counter()
+        index.search(q[None], 10)
+        ivf.append(time.perf_counter() - t0)
+    exact = []
+    numbers = sh.finished_shards(Path(emb))
+    for q in queries[:5]:  # NumPy over every vector, streamed from the float16 shards
+        t0 = time.perf_counter()
+        best = []
+        for number in numbers:
+            emb_i = np.load(Path(emb) / "img_emb" / f"img_emb_{number}.npy", mmap_mode="r")
+            scores = np.asarray(emb_i, np.float32) @ q
+            best.append(np.sort(scores)[-10:])
+        exact.append(time.perf_counter() - t0)
+    print(
+        json.dumps(
+            {
+                "ivf_query_p50_ms": round(statistics.median(ivf) * 1e3, 3),
+                "exact_numpy_query_p50_ms": round(statistics.median(exact) * 1e3, 1),
+                "exact_over_ivf": round(statistics.median(exact) / statistics.median(ivf)),
+            }
+        )
+    )
+
+
+def index_bench(sizes: list[int], work: Path, master: str) -> dict:
+    results = {}
+    for n in sizes:
+        emb, out = work / f"emb-{n}", work / f"index-{n}"
+        print(f"index {n}: shards", file=sys.stderr, flush=True)
+        make_shards(emb, n)
+        shutil.rmtree(out, ignore_errors=True)
+        print(f"index {n}: spark index", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        got = subprocess.run(
+            [sys.executable, __file__, "--index-child", str(emb), str(out), master],
+            capture_output=True,
+            text=True,
+        )
+        if got.returncode:
+            sys.exit(got.stderr[-3000:])
+        row = json.loads(got.stdout.strip().splitlines()[-1])
+        row["process_seconds"] = round(time.perf_counter() - t0, 1)
+        got = subprocess.run(
+            [sys.executable, __file__, "--query-child", str(emb), str(out)],
+            capture_output=True,
+            text=True,
+        )
+        if got.returncode:
+            sys.exit(got.stderr[-3000:])
+        row.update(json.loads(got.stdout.strip().splitlines()[-1]))
+        if n <= 1_000_000:  # bring shards and index home: a library of n pictures
+            print(f"index {n}: import --index", file=sys.stderr, flush=True)
+            lib = work / f"lib-{n}"
+            shutil.rmtree(lib, ignore_errors=True)
+            cli = str(Path(sys.executable).with_name("clipsearch"))
+            cmd = ["/usr/bin/time", "-f", "%M", cli, "--library", str(lib), "import", str(emb)]
+            t0 = time.perf_counter()
+            got = subprocess.run(
+                [*cmd, "--index", str(out), "--json"], capture_output=True, text=True
+            )
+            if got.returncode:
+                sys.exit(got.stderr[-3000:])
+            seconds = time.perf_counter() - t0
+            imported = json.loads(got.stdout)
+            row["import"] = {
+                "seconds": round(seconds, 1),
+                "images_per_s": round(n / seconds),
+                "peak_rss_mb": round(int(got.stderr.strip().splitlines()[-1]) / 1024),
+                "added": imported["added"],
+                "index_vectors": imported["index"]["vectors"],
+            }
+            shutil.rmtree(lib, ignore_errors=True)
+        results[str(n)] = row
+        print(json.dumps(row), file=sys.stderr, flush=True)
+    return results
+
+
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--index-child":
+        return index_child(*sys.argv[2:5])
+    if len(sys.argv) > 1 and sys.argv[1] == "--query-child":
+        return query_child(*sys.argv[2:4])
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--master", default="local[2]")
+    ap.add_argument("--index-sizes", help="build indexes of these sizes instead (e.g. 1000000)")
+    ap.add_argument("--work", help="where synthetic shards are kept (default: a temp folder)")
     args = ap.parse_args()
+    if args.index_sizes:
+        sizes = [int(x) for x in args.index_sizes.split(",")]
+        with tempfile.TemporaryDirectory(prefix="bench-spark-index-") as tmp:
+            work = Path(args.work) if args.work else Path(tmp)
+            work.mkdir(parents=True, exist_ok=True)
+            out = {"dim": 512, "master": args.master, "per_shard": PER_SHARD}
+            out["sizes"] = index_bench(sizes, work, args.master)
+        print(json.dumps(out, indent=2))
+        return None
     files = sorted(DATASET.glob("*.JPEG"))[: args.n]
     if len(files) < args.n:
         sys.exit(f"need {args.n} photos in {DATASET}, found {len(files)}")

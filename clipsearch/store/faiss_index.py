@@ -306,9 +306,7 @@ class VectorIndex:
                 r, c = np.nonzero(scores >= threshold)
                 a, b = q_ids[start + r], v_ids[c]
                 keep = a != b
-                found.append(
-                    (np.minimum(a, b)[keep], np.maximum(a, b)[keep], scores[r, c][keep])
-                )
+                found.append((np.minimum(a, b)[keep], np.maximum(a, b)[keep], scores[r, c][keep]))
 
         if nprobe == 1:
             for m in range(ivf.nlist):
