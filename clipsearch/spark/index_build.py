@@ -117,7 +117,7 @@ def build(
     spark: Any = None,
     seed: int = 1234,
 ) -> IndexSummary:
-    from clipsearch.spark.job import spark_session
+    from clipsearch.spark.job import _context, spark_session, stop_soon
     from clipsearch.store.faiss_index import nlist_for, trained_ivf, tune_nprobe
 
     t0 = time.perf_counter()
@@ -164,7 +164,7 @@ def build(
     spark = spark or spark_session(master, out / "logs" / "spark.log")
     t1 = time.perf_counter()
     try:
-        sc = spark.sparkContext
+        sc = _context(spark)
         shared = sc.broadcast(empty)
         done = (
             sc.parallelize(tasks, numSlices=len(tasks))
@@ -173,7 +173,7 @@ def build(
         )
     finally:
         if own:
-            spark.stop()
+            stop_soon(_context(spark))
     summary.add_seconds = round(time.perf_counter() - t1, 3)
     summary.peak_task_rss_mb = max(d["peak_rss_mb"] for d in done)
 
