@@ -104,6 +104,10 @@ class Encoder:
     def logit_scale(self) -> float:
         return self.model.logit_scale
 
+    def warm_images(self) -> None:
+        """Load the image tower ahead of the first batch (e.g. while it is being decoded)."""
+        self._session("visual", self.threads)
+
     def warm_text(self) -> None:
         """Load what a text query needs (the tokenizer, the text tower) ahead of it."""
         self._tokens(["warm"])
