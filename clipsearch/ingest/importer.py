@@ -109,11 +109,14 @@ def import_shards(
     summary = ImportSummary(str(folder), shards=len(numbers))
     changes = Changes()
     pending = 0
+    # Into an empty library, or with a prebuilt index: commit rows and vectors only, then
+    # build (or adopt) the index once, instead of growing one in memory along the way.
+    bulk = facts is not None or lib.store.vector_count() == 0
 
     def commit() -> None:
         nonlocal changes, pending
         if pending:
-            lib.vectors.apply(changes)
+            lib.vectors.apply(changes, mirror=not bulk)
         changes, pending = Changes(), 0
 
     for done, number in enumerate(numbers):
@@ -159,6 +162,8 @@ def import_shards(
     commit()
     if facts is not None and index_dir is not None:
         summary.index = adopt_index(lib, folder, index_dir, facts)
+    elif bulk:
+        lib.vectors.rebuild()
     else:
         lib.vectors.save()
     summary.seconds = round(time.perf_counter() - t0, 3)

@@ -471,14 +471,17 @@ class Store:
         log: list[dict] = []
         vectors: list[dict] = []
         with self.engine.begin() as conn:
-            for img in changes.inserts:
-                new_id = conn.execute(
-                    insert(Image).values(**_values(img), added_at=now, updated_at=now)
-                ).inserted_primary_key[0]
-                new_ids.append(int(new_id))
-                if img.vector is not None:
-                    log.append({"image_id": new_id, "op": "add"})
-                    vectors.append({"image_id": new_id, "data": _blob(img.vector)})
+            if changes.inserts:  # one statement for the batch, ids in the batch's order
+                rows = [
+                    _values(img) | {"added_at": now, "updated_at": now} for img in changes.inserts
+                ]
+                q = insert(Image).returning(Image.c.id, sort_by_parameter_order=True)
+                inserted = [int(r[0]) for r in conn.execute(q, rows)]
+                for img, new_id in zip(changes.inserts, inserted, strict=True):
+                    new_ids.append(new_id)
+                    if img.vector is not None:
+                        log.append({"image_id": new_id, "op": "add"})
+                        vectors.append({"image_id": new_id, "data": _blob(img.vector)})
             for image_id, img in changes.replaces:
                 conn.execute(
                     update(Image)

@@ -131,9 +131,17 @@ class VectorCache:
         return max(0, self.store.max_seq() - max(pruned, self._saved_seq, int(saved)))
 
     # --- committing -------------------------------------------------------------------------
-    def apply(self, changes: Changes) -> list[int]:
+    def apply(self, changes: Changes, *, mirror: bool = True) -> list[int]:
         """Commit `changes` to the store and mirror them in the index, as one step for searches
-        in this process. Returns the ids given a (new) vector."""
+        in this process. Returns the ids given a (new) vector.
+
+        `mirror=False` (a bulk load that ends with `rebuild` or `adopt`): the store only; the
+        index in memory is dropped, and would be reloaded and caught up if used."""
+        if not mirror:
+            with self._mutex:
+                self._index = None
+                new_ids, _ = self.store.apply(changes)
+                return new_ids + [i for i, n in changes.replaces if n.vector is not None]
         with self._mutex:
             index = self._current_or_none()  # before the commit: catching up must not replay it
             new_ids, last_seq = self.store.apply(changes)
@@ -211,6 +219,17 @@ class VectorCache:
                 self._index = built
                 self._save(built)
                 built.reserve(self._headroom)
+
+    def rebuild(self) -> None:
+        """Build the index from the store (streamed: the index and one chunk in memory) and
+        save it: after a bulk load, instead of mirroring every commit. Holds the lock."""
+        dim = self.dim
+        if dim is None:
+            return
+        with self._lock.holding("clipsearch (building the index)"), self._mutex:
+            self._index = None
+            self._index = self._rebuild(dim)
+            self._index.reserve(self._headroom)
 
     def adopt(self, index: VectorIndex) -> None:
         """Make `index` (built elsewhere, keyed by this library's image ids, holding every
