@@ -446,6 +446,26 @@ class Store:
             )
             return conn.execute(q.order_by(VectorLog.c.seq)).cursor.fetchall()
 
+    def changes_since(
+        self, seq: int, dim: int
+    ) -> tuple[list[tuple[int, int, str]], np.ndarray, np.ndarray]:
+        """The log entries after `seq`, and (ids, vectors) of the images whose last entry
+        is an addition and that have a vector now: one query, the log joined with the
+        vectors (a reader catching up after a commit: no list of ids sent back)."""
+        sql = (
+            "SELECT vector_log.seq, vector_log.image_id, vector_log.op, vectors.data "
+            "FROM vector_log LEFT JOIN vectors ON vectors.image_id = vector_log.image_id "
+            "WHERE vector_log.seq > ? ORDER BY vector_log.seq"
+        )
+        with self.engine.connect() as conn:
+            rows = conn.exec_driver_sql(sql, (int(seq),)).cursor.fetchall()  # raw rows
+        last: dict[int, tuple[str, bytes | None]] = {}
+        for _, image_id, op, blob in rows:
+            last[image_id] = (op, blob)
+        added = [(i, blob) for i, (op, blob) in last.items() if op == "add" and blob is not None]
+        entries = [(r[0], r[1], r[2]) for r in rows]
+        return entries, *_stack([i for i, _ in added], [b for _, b in added], dim)
+
     def prune_log(self, upto: int, *, meta: dict[str, str] | None = None) -> None:
         """Forget log entries an index file saved at `upto` already contains (and record
         `meta` about that file in the same transaction)."""

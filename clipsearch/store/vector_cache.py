@@ -366,14 +366,10 @@ class VectorCache:
         pruned = int(self.store.get_meta("log_pruned_upto", "0") or 0)
         if index.seq < pruned:  # entries it needs were pruned after a newer file was saved
             raise _Stale()
-        entries = self.store.log_since(index.seq)
+        entries, ids, vecs = self.store.changes_since(index.seq, index.dim)
         if not entries:
             return 0
-        final: dict[int, str] = {}
-        for _, image_id, op in entries:
-            final[image_id] = op
-        index.remove(list(final))
-        ids, vecs = self.store.get_vectors([i for i, op in final.items() if op == "add"], index.dim)
+        index.remove(list({image_id for _, image_id, _ in entries}))
         index.add(ids, vecs)
         index.seq = entries[-1][0]
         return len(entries)

@@ -167,3 +167,22 @@ def test_dates_without_a_capture_time_use_the_file_time_through_one_index(store:
         )
     assert stored[exif] is None and stored[scan].startswith("2021-03-04")  # no repeated dates
     assert "ix_images_dated" in plan
+
+
+def test_changes_since_gives_the_log_and_the_vectors_of_what_was_last_added(store: Store) -> None:
+    (a, b, _), _ = store.apply(
+        Changes(inserts=[_img("/p/a.jpg", 1), _img("/p/b.jpg", 2), _img("/p/c.jpg", 3)])
+    )
+    seq = store.max_seq()
+    new = _img("/p/a.jpg", 9)
+    (d,), _ = store.apply(Changes(inserts=[_img("/p/d.jpg", 4)], replaces=[(a, new)]))
+    store.apply(Changes(removes=[b, d]))
+    entries, ids, vecs = store.changes_since(seq, 4)
+    assert [(i, op) for _, i, op in entries] == [
+        (d, "add"),
+        (a, "add"),
+        (b, "remove"),
+        (d, "remove"),
+    ]
+    assert ids.tolist() == [a] and float(vecs[0] @ new.vector) > 0.999  # the new vector only
+    assert store.changes_since(store.max_seq(), 4)[0] == []
