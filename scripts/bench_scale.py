@@ -393,9 +393,27 @@ def watch_round(lib_dir: Path, photos: Path) -> dict:
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(120)
+            proc.wait(300)
         except subprocess.TimeoutExpired:
             proc.kill()
+        _wait_for_lock(lib_dir)  # the next command writes: the daemon must be gone
+
+
+def _wait_for_lock(lib_dir: Path, timeout: float = 120) -> None:
+    """Until the library's writer lock is free (once seen held after a daemon exited)."""
+    import fcntl
+
+    deadline = time.monotonic() + timeout
+    with open(lib_dir / "lock", "a+") as f:
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(f, fcntl.LOCK_UN)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"the writer lock of {lib_dir} is still held") from None
+                time.sleep(0.5)
 
 
 def open_main(lib_dir: str, how: str) -> None:

@@ -97,7 +97,7 @@ def make_shards(folder: Path, n: int, dim: int = 512) -> None:
             }
             for k, p in enumerate(names)
         ]
-        sh._write_shard(folder, i, vecs.astype(np.float16), meta, [])
+        sh.write_shard(folder, i, vecs.astype(np.float16), meta, [])
     sh.Manifest("synthetic-512", "synthetic", dim, "fp32", "float16", count, PER_SHARD).write(
         folder
     )

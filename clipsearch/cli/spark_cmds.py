@@ -19,16 +19,19 @@ def spark() -> None:
     """
 
 
-@spark.command("embed")
-@click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
-@click.option("--output", "-o", required=True, metavar="DIR", help="Where the shards go (created).")
-@click.option(
+_master = click.option(
     "--master",
     default="local[*]",
     show_default=True,
     metavar="URL",
     help="Spark master: local[N], spark://HOST:PORT, yarn, k8s://...",
 )
+
+
+@spark.command("embed")
+@click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
+@click.option("--output", "-o", required=True, metavar="DIR", help="Where the shards go (created).")
+@_master
 @click.option(
     "--model",
     "model",
@@ -118,13 +121,7 @@ def spark_embed(
 @click.option(
     "--output", "-o", required=True, metavar="DIR", help="Where the index goes (created)."
 )
-@click.option(
-    "--master",
-    default="local[*]",
-    show_default=True,
-    metavar="URL",
-    help="Spark master: local[N], spark://HOST:PORT, yarn, k8s://...",
-)
+@_master
 @click.option(
     "--max-memory",
     metavar="SIZE",

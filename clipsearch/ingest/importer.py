@@ -89,12 +89,13 @@ def import_shards(
 ) -> ImportSummary:
     """Stream every finished shard under `folder` into `lib` (the caller holds the lock);
     with `index_dir` (`clipsearch spark index`), adopt that index instead of the library's."""
+    t0 = time.perf_counter()
+    manifest = sh.Manifest.read(folder)
     facts = None
     if index_dir is not None:  # checked before anything is imported
         from clipsearch.spark.index_build import read_facts
 
         facts = read_facts(index_dir)
-        manifest = sh.Manifest.read(folder)
         if facts.get("model_fingerprint") != manifest.model_fingerprint:
             raise ModelMismatch(
                 f"the index {index_dir} was built from other embeddings than {folder} "
@@ -102,8 +103,6 @@ def import_shards(
                 hint="Build it from these shards: clipsearch spark index EMB_DIR --output DIR",
             )
         _check_layout(folder, index_dir, facts)
-    t0 = time.perf_counter()
-    manifest = sh.Manifest.read(folder)
     adopt_model(lib, manifest)
     numbers = sh.finished_shards(folder)
     summary = ImportSummary(str(folder), shards=len(numbers))
@@ -129,8 +128,11 @@ def import_shards(
             batch = zip(paths[start:stop], shard.rows[start:stop], vectors, strict=True)
             for path, row, vec in batch:
                 have = known.get(path)
-                same = have is not None and have.content_hash == row["content_hash"]
-                if have is not None and same and have.has_vector:
+                if (
+                    have is not None
+                    and have.has_vector
+                    and have.content_hash == row["content_hash"]
+                ):
                     summary.unchanged += 1
                     if (have.size, have.mtime_ns) != (row["size"], row["mtime_ns"]):
                         changes.touches.append((have.id, row["size"], row["mtime_ns"]))
@@ -172,9 +174,9 @@ def import_shards(
 
 def _check_layout(folder: Path, index_dir: Path, facts: dict) -> list[list[int]]:
     from clipsearch.errors import ConfigError
-    from clipsearch.spark.index_build import _layout
+    from clipsearch.spark.index_build import shard_layout
 
-    layout = _layout(folder)
+    layout = shard_layout(folder)
     if [list(x) for x in facts.get("shards", [])] != layout:
         raise ConfigError(
             f"the index {index_dir} was built from other shards than {folder} holds now",

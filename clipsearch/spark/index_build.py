@@ -74,7 +74,7 @@ def parse_memory(text: str | None) -> int | None:
         raise ConfigError(f"--max-memory: cannot read {text!r} (e.g. 4GB, 512MB)") from None
 
 
-def _layout(folder: Path) -> list[list[int]]:
+def shard_layout(folder: Path) -> list[list[int]]:
     """[number, rows, offset] of every finished shard (rows from the .npy headers)."""
     out, offset = [], 0
     for number in sh.finished_shards(folder):
@@ -126,7 +126,7 @@ def build(
     manifest = sh.Manifest.read(folder)
     if not 0 < recall <= 1:
         raise ConfigError("--recall must be between 0 and 1")
-    layout = _layout(folder)
+    layout = shard_layout(folder)
     n = sum(rows for _, rows, _ in layout)
     dim = manifest.dim
     if n < 1_000:
@@ -200,7 +200,7 @@ def build(
     summary.recall_seconds = round(time.perf_counter() - t1, 3)
 
     path = out / INDEX_FILE
-    sh._atomic_write_with(path, lambda tmp: faiss.write_index(index, tmp))
+    sh.atomic_write_with(path, lambda tmp: faiss.write_index(index, tmp))
     for d in done:
         Path(d["path"]).unlink(missing_ok=True)
     parts.rmdir()
@@ -215,7 +215,7 @@ def build(
         "embeddings": str(folder),
         **summary.to_dict(),
     }
-    sh._atomic_write(out / INDEX_FACTS, json.dumps(facts, indent=2).encode())
+    sh.atomic_write(out / INDEX_FACTS, json.dumps(facts, indent=2).encode())
     if got < recall:
         notice.warning(
             "recall@10 %.3f is under the target %.2f even scanning every list", got, recall
@@ -236,7 +236,7 @@ def _fill_part(empty: bytes, folder: str, number: int, offset: int, parts: str) 
         ids = np.arange(offset + start, offset + start + len(vecs), dtype=np.int64)
         index.add_with_ids(vecs, ids)
     path = Path(parts) / f"part_{number}.faiss"
-    sh._atomic_write_with(path, lambda tmp: faiss.write_index(index, tmp))
+    sh.atomic_write_with(path, lambda tmp: faiss.write_index(index, tmp))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"shard": number, "path": str(path), "vectors": int(index.ntotal), "peak_rss_mb": peak}
 

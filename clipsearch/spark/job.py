@@ -274,7 +274,7 @@ def _python_error(exc: BaseException) -> str:
 
 
 def _run_task(task: sh.ShardTask) -> dict:
-    if not is_local_path(task.model.visual):  # shipped to this executor: where it is here
+    if not task.model.visual.exists():  # shipped to this executor: where it is here
         from pyspark import SparkFiles
 
         root = Path(SparkFiles.get(task.model.folder.name))
@@ -286,10 +286,6 @@ def _run_task(task: sh.ShardTask) -> dict:
         )
         task = replace(task, model=model)
     return sh.embed_shard(task)
-
-
-def is_local_path(path: Path) -> bool:
-    return path.exists()
 
 
 def _ship(sc: Any, onnx: Any) -> Any:

@@ -81,7 +81,7 @@ class Manifest:
     clipsearch_version: str = ""
 
     def write(self, folder: Path) -> None:
-        _atomic_write(folder / MANIFEST, json.dumps(asdict(self), indent=2).encode())
+        atomic_write(folder / MANIFEST, json.dumps(asdict(self), indent=2).encode())
 
     @classmethod
     def read(cls, folder: Path) -> Manifest:
@@ -163,7 +163,7 @@ def plan_shards(out: Path, paths: list[str], shard_size: int) -> list[list[str]]
                 "path_bytes": pa.array([os.fsencode(p) for s in shards for p in s], pa.binary()),
             }
         )
-        _atomic_write_with(out / PLAN, lambda tmp: pq.write_table(table, tmp))
+        atomic_write_with(out / PLAN, lambda tmp: pq.write_table(table, tmp))
     return shards
 
 
@@ -281,7 +281,7 @@ def embed_shard(task: ShardTask) -> dict:
             flush()
     flush()
     matrix = np.concatenate(vectors) if vectors else np.empty((0, enc.dim), np.float32)
-    _write_shard(out, task.number, matrix.astype(task.dtype), rows, errors)
+    write_shard(out, task.number, matrix.astype(task.dtype), rows, errors)
     return facts | {
         "embedded": len(rows),
         "errors": len(errors),
@@ -332,9 +332,10 @@ def _schemas() -> tuple[Any, Any]:
     return metadata, errors
 
 
-def _write_shard(
+def write_shard(
     out: Path, number: int, matrix: np.ndarray, rows: list[dict], errors: list[dict]
 ) -> None:
+    """Write shard `number`: embeddings, errors, then metadata (its presence: finished)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -346,28 +347,28 @@ def _write_shard(
         with open(tmp, "wb") as f:  # np.save given a name would append ".npy" to it
             np.save(f, matrix)
 
-    _atomic_write_with(out / "img_emb" / f"img_emb_{number}.npy", save_npy)
+    atomic_write_with(out / "img_emb" / f"img_emb_{number}.npy", save_npy)
     error_table = pa.Table.from_pylist(errors, schema=error_schema)
-    _atomic_write_with(
+    atomic_write_with(
         out / "errors" / f"errors_{number}.parquet",
         lambda tmp: pq.write_table(error_table, tmp),
     )
     meta_table = pa.Table.from_pylist(rows, schema=meta_schema)
-    _atomic_write_with(  # last: its presence says the shard is finished
+    atomic_write_with(  # last: its presence says the shard is finished
         out / "metadata" / f"metadata_{number}.parquet",
         lambda tmp: pq.write_table(meta_table, tmp),
     )
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
             f.write(data)
 
-    _atomic_write_with(path, write)
+    atomic_write_with(path, write)
 
 
-def _atomic_write_with(path: Path, write: Any) -> None:
+def atomic_write_with(path: Path, write: Any) -> None:
     """`write(tmp)` then fsync and rename into place: readers see all of it or nothing."""
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:12]}"
     try:

@@ -169,6 +169,9 @@ class VectorIndex:
             return
         self._in_memory()
         faiss = _faiss()
+        if self._max_id is None:  # known now, so the first replay after a commit does not
+            found = self.ids()  # scan every list for it (~50 ms at a million)
+            self._max_id = int(found.max()) if len(found) else -1
         if self.kind == "flat":
             self._view = None  # the storage moves
             inner = faiss.downcast_index(self._index.index)

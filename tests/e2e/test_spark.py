@@ -242,7 +242,7 @@ def _synthetic_shards(out: Path, n: int, shards: int, seed: int = 5, start: int 
             }
             for j in range(i * per, min(n, (i + 1) * per))
         ]
-        sh._write_shard(out, i, vecs[i * per : (i + 1) * per], rows, [])
+        sh.write_shard(out, i, vecs[i * per : (i + 1) * per], rows, [])
     sh.Manifest("tiny-shapes", fingerprint, 128, "fp32", "float16", shards, per).write(out)
 
 
