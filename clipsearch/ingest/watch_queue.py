@@ -349,7 +349,17 @@ class RootHandler:
             return False
         if any(fs.is_under(path, e) for e in self.exclude):
             return False
-        return is_dir or is_image_name(os.path.basename(path))
+        if is_dir:
+            return True
+        name = os.path.basename(path)
+        if not is_image_name(name):
+            return False
+        if fs.is_raw_name(name):  # a RAW beside its JPEG is left out, as the scan does
+            try:
+                return not fs.raw_has_sibling(name, os.listdir(os.path.dirname(path)))
+            except OSError:
+                return True
+        return True
 
 
 class Observers:

@@ -1,8 +1,9 @@
 """Walking photo folders: which files are images, their size and mtime, what to skip.
 
 Hidden files and folders (a name starting with '.') are skipped, as are the library's own
-folder and symlinked folders (no loops). Folders that cannot be listed are reported to
-`on_error` and the walk goes on.
+folder and symlinked folders (no loops), and a RAW photo with a JPEG (or other picture) of
+the same name beside it: RAW+JPEG shooters get each photo once. Folders that cannot be
+listed are reported to `on_error` and the walk goes on.
 """
 
 from __future__ import annotations
@@ -15,30 +16,93 @@ from pathlib import Path
 
 from clipsearch.errors import ClipsearchError
 
-IMAGE_EXTENSIONS = frozenset(
+# Camera RAW formats: decoded with rawpy (LibRaw), see `media.raw`.
+RAW_EXTENSIONS = frozenset(
     {
-        ".jpg",
-        ".jpeg",
-        ".jpe",
-        ".jfif",
-        ".png",
-        ".webp",
-        ".gif",
-        ".bmp",
-        ".dib",
-        ".tif",
-        ".tiff",
-        ".heic",
-        ".heif",
-        ".hif",
+        ".dng",  # Adobe, and many phones
+        ".cr2",
+        ".cr3",
+        ".crw",  # Canon
+        ".nef",
+        ".nrw",  # Nikon
+        ".arw",
+        ".srf",
+        ".sr2",  # Sony
+        ".raf",  # Fujifilm
+        ".orf",  # Olympus / OM System
+        ".rw2",  # Panasonic (not .raw: too many other kinds of file use it)
+        ".rwl",  # Leica
+        ".pef",  # Pentax
+        ".srw",  # Samsung
+        ".3fr",
+        ".fff",  # Hasselblad
+        ".iiq",  # Phase One
+        ".erf",  # Epson
+        ".kdc",
+        ".dcr",  # Kodak
+        ".mrw",  # Minolta
+        ".mos",  # Leaf
+        ".mef",  # Mamiya
+        ".x3f",  # Sigma
     }
+)
+IMAGE_EXTENSIONS = (
+    frozenset(
+        {
+            ".jpg",
+            ".jpeg",
+            ".jpe",
+            ".jfif",
+            ".png",
+            ".webp",
+            ".gif",
+            ".bmp",
+            ".dib",
+            ".tif",
+            ".tiff",
+            ".heic",
+            ".heif",
+            ".hif",
+        }
+    )
+    | RAW_EXTENSIONS
 )
 
 
-def is_image_name(name: str) -> bool:
-    """True if the file name has an image extension clipsearch reads."""
+def _extension(name: str) -> str:
     dot = name.rfind(".")
-    return dot > 0 and name[dot:].lower() in IMAGE_EXTENSIONS
+    return name[dot:].lower() if dot > 0 else ""
+
+
+def is_image_name(name: str) -> bool:
+    """True if the file name has an image extension clipsearch reads (RAW photos included)."""
+    return _extension(name) in IMAGE_EXTENSIONS
+
+
+def is_raw_name(name: str) -> bool:
+    """True if the file name has a camera RAW extension (.dng, .cr2, .nef, .arw...)."""
+    return _extension(name) in RAW_EXTENSIONS
+
+
+def raw_has_sibling(name: str, names: Iterable[str]) -> bool:
+    """True if `name` is a RAW photo and `names` (its folder) holds a picture of the same stem.
+
+    A camera shooting RAW+JPEG writes IMG_0001.CR2 next to IMG_0001.JPG: the JPEG is the
+    picture people see and search, so the scan indexes it and leaves the RAW out (as rclip
+    does); a RAW on its own is indexed. Stems compare without case; hidden files do not count.
+    """
+    return is_raw_name(name) and _stem(name) in _picture_stems(names)
+
+
+def _stem(name: str) -> str:
+    return name[: name.rfind(".")].casefold()
+
+
+def _picture_stems(names: Iterable[str]) -> set[str]:
+    """Stems of the (non-RAW) pictures among `names`."""
+    return {
+        _stem(n) for n in names if not n.startswith(".") and is_image_name(n) and not is_raw_name(n)
+    }
 
 
 @dataclass(frozen=True)
@@ -136,6 +200,7 @@ def _walk(
                 on_error(folder, f"cannot list folder ({exc.strerror or exc})")
             continue
         subfolders = []
+        pictures = None  # stems of the folder's pictures, once it holds a RAW photo
         for entry in entries:
             if entry.name.startswith("."):
                 continue
@@ -145,6 +210,11 @@ def _walk(
                     continue
                 if not is_image_name(entry.name):
                     continue
+                if is_raw_name(entry.name):
+                    if pictures is None:
+                        pictures = _picture_stems(e.name for e in entries)
+                    if _stem(entry.name) in pictures:
+                        continue  # RAW+JPEG: the JPEG stands for both
                 st = entry.stat()  # follows a symlinked file
             except FileNotFoundError:
                 if on_error and entry.is_symlink():

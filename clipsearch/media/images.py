@@ -6,6 +6,10 @@
   a 200 MP phone JPEG decoded at 1/8 scale is fine, a 20000 x 20000 PNG is refused.
 - EXIF orientation is applied; the first frame of animations is used; transparency is
   flattened onto white; 16-bit and float images are scaled to 8 bits.
+- Camera RAW photos (DNG, CR2, NEF, ARW, RAF...) are recognised by their bytes and decoded
+  through `media.raw` (rawpy): the embedded JPEG preview when it is big enough.
+- The capture time, camera, lens and GPS position come from EXIF, read before any pixel
+  (`ImageInfo.taken_at`, `ImageInfo.facts`).
 - Failures raise `UnreadableImage` with a short reason a user can act on.
 
 `prepare` reproduces open_clip's preprocessing (resize + crop) with PIL and numpy, so decode
@@ -28,16 +32,22 @@ import numpy as np
 from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from clipsearch.errors import UnreadableImage
+from clipsearch.media import raw
 from clipsearch.media.fs import IMAGE_EXTENSIONS, is_image_name  # noqa: F401 (re-exported)
+from clipsearch.media.metadata import PhotoFacts, facts_from_exif
 
 _ROTATING_ORIENTATIONS = {5, 6, 7, 8}
 _EXIF_IFD = 0x8769
 _DATETIME_ORIGINAL = 36867
 _DATETIME = 306
+_SOFTWARE = 305
 _heif_lock = threading.Lock()
 _heif_registered = False
 _open_lock = threading.Lock()
 _PILLOW_PIXELS = re.compile(r"\((\d+) pixels\)")
+# First bytes of JPEG, PNG, GIF, WebP and BMP: a file with a RAW extension that starts so is
+# no RAW photo (a JPEG renamed .dng), and Pillow reads it.
+_PICTURE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"RIFF", b"BM")
 
 
 def content_hash(data: bytes) -> str:
@@ -65,6 +75,7 @@ class ImageInfo:
     height: int
     format: str
     taken_at: str | None  # EXIF capture time, ISO 8601 without zone
+    facts: PhotoFacts | None = None  # camera, lens, GPS position; None when EXIF says none
 
 
 def _register_heif() -> None:
@@ -97,28 +108,50 @@ def max_decoded_pixels() -> int | None:
 
 
 def open_image(
-    source: str | Path | bytes, *, draft_size: int | None = None
+    source: str | Path | bytes, *, draft_size: int | None = None, name: str | None = None
 ) -> tuple[Image.Image, ImageInfo]:
     """Decode `source` (a path or the file's bytes) to an RGB image plus its facts.
 
-    `draft_size` lets JPEGs decode at a reduced scale whose shorter side stays at least
-    that many pixels. A picture whose decoded size is over `max_decoded_pixels` is refused
-    before any pixel is decoded. Raises `UnreadableImage` with a short reason.
+    `draft_size` lets JPEGs (and RAW photos' embedded previews) decode at a reduced scale
+    whose shorter side stays at least that many pixels. A picture whose decoded size is over
+    `max_decoded_pixels` is refused before any pixel is decoded. RAW photos are recognised by
+    their bytes; `name` (the file's name, when `source` is its bytes) also sends a RAW
+    extension to the RAW decoder. Raises `UnreadableImage` with a short reason.
     """
     label = "<bytes>" if isinstance(source, bytes) else str(source)
     if not isinstance(source, bytes):
+        name = name or label
         source = read_file(label)
     if not source:
         raise UnreadableImage(label, "empty file (0 bytes)")
     _register_heif()
+    raw_format = raw.raw_format(source)
     try:
-        img = _open_unchecked(source)
+        named_raw = name and raw.is_raw_name(name) and not source.startswith(_PICTURE_MAGIC)
+        if raw_format or named_raw:
+            try:
+                return _open_raw(source, label, draft_size)
+            except raw.NotRaw:
+                pass  # not a RAW LibRaw knows: Pillow may still read it
+        try:
+            img = _open_unchecked(source)
+        except UnidentifiedImageError:
+            if raw_format:
+                reason = f"{raw_format} photo this version of rawpy (LibRaw) cannot read"
+                raise UnreadableImage(label, reason) from None
+            if raw.rawpy_available() and not name:  # bytes of unknown kind: LibRaw may know
+                try:
+                    return _open_raw(source, label, draft_size)
+                except raw.NotRaw:
+                    pass
+            raise
         fmt = img.format or "unknown"
         width, height = img.size
         orientation = _orientation(img)
         if orientation in _ROTATING_ORIENTATIONS:
             width, height = height, width
         taken_at = _taken_at(img)
+        facts = facts_from_exif(img)
         if draft_size and isinstance(img, JpegImagePlugin.JpegImageFile):  # MPO too
             img.draft("RGB", (draft_size, draft_size))
         _check_decoded_size(label, img.size)
@@ -137,7 +170,46 @@ def open_image(
         raise UnreadableImage(label, f"corrupt image ({text or type(exc).__name__})") from None
     except (SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError) as exc:
         raise UnreadableImage(label, f"corrupt image ({type(exc).__name__}: {exc})") from None
-    return rgb, ImageInfo(width=width, height=height, format=fmt, taken_at=taken_at)
+    info = ImageInfo(width, height, fmt, taken_at, None if facts.empty else facts)
+    return rgb, info
+
+
+def _open_raw(data: bytes, label: str, draft_size: int | None) -> tuple[Image.Image, ImageInfo]:
+    """A RAW photo through `media.raw`; its facts from its own EXIF, then its preview's."""
+    picture = raw.decode_raw(
+        data,
+        label,
+        min_side=draft_size or 0,
+        check_size=lambda size: _check_decoded_size(label, size),
+    )
+    exif = raw.raw_exif(data)
+    facts = facts_from_exif(exif) if exif is not None else PhotoFacts()
+    taken_at = _taken_at(exif) if exif is not None else None
+    if picture.preview is not None:
+        img = _open_unchecked(picture.preview)
+        facts = facts.merge(facts_from_exif(img))
+        if not _made_by_libraw(img):  # LibRaw's own EXIF on a bare preview: time 0 if unknown
+            taken_at = taken_at or _taken_at(img)
+        orientation = _orientation(img)
+        if draft_size and isinstance(img, JpegImagePlugin.JpegImageFile):
+            img.draft("RGB", (draft_size, draft_size))
+        _check_decoded_size(label, img.size)
+        img.load()
+        if orientation not in (None, 1):
+            img = ImageOps.exif_transpose(img)
+        else:  # previews are mostly stored as the sensor sees: turn them as the RAW says
+            img = raw.upright(img, picture.orientation)
+        rgb = to_rgb(img)
+    else:
+        assert picture.pixels is not None
+        rgb = picture.pixels
+    facts = facts.merge(PhotoFacts(lens=picture.lens))
+    if taken_at is None and picture.taken_at is not None:
+        taken_at = picture.taken_at.replace(microsecond=0).isoformat()
+    info = ImageInfo(
+        picture.width, picture.height, picture.format, taken_at, None if facts.empty else facts
+    )
+    return rgb, info
 
 
 def _open_unchecked(data: bytes) -> Image.Image:
@@ -230,13 +302,20 @@ def _orientation(img: Image.Image) -> int | None:
         return None
 
 
-def _taken_at(img: Image.Image) -> str | None:
+def _made_by_libraw(img: Image.Image) -> bool:
     try:
-        exif = img.getexif()
-        raw = exif.get_ifd(_EXIF_IFD).get(_DATETIME_ORIGINAL) or exif.get(_DATETIME)
-        if not raw:
+        return str(img.getexif().get(_SOFTWARE, "")).startswith("dcraw")
+    except Exception:
+        return False
+
+
+def _taken_at(source: Image.Image | Image.Exif) -> str | None:
+    try:
+        exif = source.getexif() if isinstance(source, Image.Image) else source
+        value = exif.get_ifd(_EXIF_IFD).get(_DATETIME_ORIGINAL) or exif.get(_DATETIME)
+        if not value:
             return None
-        text = str(raw).strip("\x00 ").strip()
+        text = str(value).strip("\x00 ").strip()
         return datetime.strptime(text[:19], "%Y:%m:%d %H:%M:%S").isoformat()
     except Exception:
         return None
