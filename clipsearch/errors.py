@@ -54,9 +54,14 @@ class ModelMismatch(ClipsearchError):
 
 
 class QueryError(ClipsearchError):
-    """A search query is malformed or refers to something missing."""
+    """A search query is malformed or refers to something missing. `position` (1-based) is
+    where in the query text the problem is, when it is in the text."""
 
     exit_code = 2
+
+    def __init__(self, message: str, *, hint: str | None = None, position: int | None = None):
+        super().__init__(message, hint=hint)
+        self.position = position
 
 
 class TagError(ClipsearchError):

@@ -298,8 +298,12 @@ class Library:
         progress: ProgressFn | None = None,
         source: str = "photos",
         accept_device: bool = False,
+        ocr: bool | str | None = None,
     ) -> IngestSummary:
         """Index images under `paths` incrementally; returns what changed.
+
+        `ocr=True` (or Tesseract languages, "eng+por") turns on reading text in pictures for
+        this library, `ocr=False` turns it off; None keeps what the library does (remembered).
 
         New files are embedded, changed ones re-embedded, moved/renamed ones keep their
         vector, files gone from these paths leave the library. Unreadable files are recorded
@@ -312,9 +316,29 @@ class Library:
         """
         roots = fs.check_roots(paths, known=lambda p: self.store.count_under([p]) > 0)
         with self._lock.holding("clipsearch index"):
+            self.set_ocr(ocr)
             return self._ingest(
                 roots, progress=progress, source=source, accept_device=accept_device
             )
+
+    @property
+    def ocr(self) -> str | None:
+        """Tesseract's language(s) when this library reads text in pictures, else None."""
+        return self.store.get_meta("ocr") or None
+
+    def set_ocr(self, ocr: bool | str | None) -> None:
+        """Turn reading text in pictures on (True: English, or languages "eng+por") or off
+        (False); None changes nothing. Another language reads every picture again."""
+        if ocr is None:
+            return
+        lang = ("eng" if ocr is True else str(ocr).strip()) if ocr else ""
+        if lang == (self.ocr or ""):
+            return
+        if lang and self.ocr:  # other languages: read again
+            from clipsearch.store.facts import clear_ocr
+
+            clear_ocr(self.store)
+        self.store.set_meta({"ocr": lang})
 
     def _ingest(
         self,
@@ -344,6 +368,7 @@ class Library:
             source=source,
             defer_failure=defer_failure,
             accept_device=accept_device,
+            ocr=self.ocr,
         )
         summary = run.run(roots)  # a full disk raises here: what was committed stays
         states = run.root_states
@@ -485,6 +510,9 @@ class Library:
         before: str | None = None,
         tag: str | None = None,
         include_offline: bool = False,
+        near: str | None = None,
+        camera: str | None = None,
+        cutoff: str | None = None,
     ) -> list[SearchResult]:
         """Search by text, image(s), "more like" ids, with negatives and filters.
 
@@ -493,8 +521,13 @@ class Library:
         range `after` (inclusive) / `before` (exclusive) on the capture time, or the file's
         modification time when the picture has none (e.g. "2024", "2024-06-30").
 
-        `text` accepts rclip's expression syntax (`"2:dog + ./pool.jpg - fruit"`).
-        Results are best first; files gone from disk never appear.
+        `near` a place ("Lisbon", "Paris, FR", "38.72,-9.14~5km") and `camera` words of the
+        camera's make, model or lens.
+
+        `text` accepts rclip's expression syntax (`"2:dog + ./pool.jpg - fruit"`) and the
+        query language's filters and quoted phrases (`'beach near:Lisbon after:2023'`,
+        `'whiteboard "project plan"'`, `'text:invoice'`). `cutoff="auto"` ends the list where
+        relevance drops. Results are best first; files gone from disk never appear.
         """
         images = [image] if isinstance(image, (str, Path)) else list(image or [])
         query = build_query(
@@ -511,6 +544,9 @@ class Library:
             before=before,
             tag=tag,
             include_offline=include_offline,
+            near=near,
+            camera=camera,
+            cutoff=cutoff,
         )
         return self.run_query(query)
 
@@ -521,6 +557,32 @@ class Library:
             return []
         searcher = Searcher(self.store, self.vectors.reading, self._loaded_encoder, dim)
         return searcher.search(query)
+
+    def _why_not_found_facts(self, query: Query) -> list[str]:
+        """Reasons from the place, camera, text and folder-name filters, one by one."""
+        from clipsearch.query.parse import Query as Q
+        from clipsearch.query.search import Searcher
+
+        searcher = Searcher(self.store, self.vectors.reading, self._loaded_encoder, 1)
+        reasons = []
+        if query.near is not None:
+            alone = Q((), near=query.near)
+            if not len(searcher.allowed_ids(alone)):
+                where = query.near.label
+                reasons.append(f"no picture has a GPS position near {where}")
+        checks = [("camera", query.camera, Q((), camera=query.camera))] if query.camera else []
+        checks += [("text", t, Q((), text=(t,))) for t in query.text]
+        checks += [("in", n, Q((), folder_names=(n,))) for n in query.folder_names]
+        for key, value, alone in checks:
+            if not len(searcher.allowed_ids(alone)):
+                hint = {
+                    "camera": "no picture was taken with such a camera",
+                    "text": "no picture has these words written in it"
+                    + ("" if self.store.get_meta("ocr") else " (OCR is off: index --ocr)"),
+                    "in": "no folder of that name holds pictures",
+                }[key]
+                reasons.append(f"{key}:{value}: {hint}")
+        return reasons
 
     def why_no_results(self, query: Query) -> str:
         """Why `query` found nothing, in words a user can act on."""
@@ -547,6 +609,7 @@ class Library:
             self.store.filter_ids(after=query.after, before=query.before)
         ):
             reasons.append("no picture was taken in that date range")
+        reasons += self._why_not_found_facts(query)
         if query.min_score is not None and not reasons:
             reasons.append(f"no picture scores at least {query.min_score} (lower --min-score)")
         offline = self.store.count_under(r.path for r in self.store.roots() if r.offline)
@@ -594,6 +657,9 @@ class Library:
             "writer": holder or None,
             "daemon": _daemon_status(self.path, holder),
             "vocabulary": _vocabulary_status(meta),
+            "ocr": meta.get("ocr") or None,
+            "ocr_complete": bool(meta.get("ocr")) and meta.get("ocr_complete") == meta.get("ocr"),
+            "facts_complete": meta.get("facts_complete") == "1",
         }
 
     def offline_roots(self) -> list[OfflineRoot]:

@@ -9,7 +9,7 @@ clipsearch runs these migrations itself when it opens a library. To write a new 
 from alembic import context
 from sqlalchemy import create_engine
 
-from clipsearch.store.tables import metadata
+from clipsearch.store.tables import include_object, metadata
 
 config = context.config
 target_metadata = metadata
@@ -34,6 +34,7 @@ def _run(connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=True,
         compare_type=True,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()

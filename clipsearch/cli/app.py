@@ -173,6 +173,10 @@ def print_index_summary(summary: Any) -> None:
             f"(`clipsearch offline --remove {display(off.path)}` forgets them)",
             err=True,
         )
+    if s.texts_read:
+        click.echo(f"read text in {s.texts_read} picture(s) (OCR)")
+    if s.ocr_skipped:
+        click.echo(f"OCR skipped: {s.ocr_skipped}", err=True)
     shown = s.failures[:20]
     for f in shown:
         click.echo(f"skipping {display(f.path)}: {f.reason}", err=True)
@@ -218,7 +222,13 @@ def progress_bar(state: State) -> Iterator[Any]:
         transient=True,
     )
     tasks: dict[str, Any] = {}
-    labels = {"scan": "scanning", "embed": "embedding", "remove": "removing"}
+    labels = {
+        "scan": "scanning",
+        "embed": "embedding",
+        "remove": "removing",
+        "facts": "reading EXIF",
+        "ocr": "reading text",
+    }
 
     def update(p: Any) -> None:
         if p.phase not in tasks:

@@ -27,8 +27,26 @@ from clipsearch.cli.app import (
     help="Index a folder that is now on another drive than before (a restored or replaced "
     "disk) instead of keeping it offline.",
 )
+@click.option(
+    "--ocr/--no-ocr",
+    default=None,
+    help="Read text in pictures with Tesseract (searchable with text:WORDS and quoted "
+    "words); remembered by the library. [off]",
+)
+@click.option(
+    "--ocr-lang",
+    metavar="LANGS",
+    help="Tesseract languages for --ocr, e.g. eng+por (installed language data). [eng]",
+)
 @click.pass_obj
-def index(state: State, paths: tuple[str, ...], as_json: bool, accept_device: bool) -> None:
+def index(
+    state: State,
+    paths: tuple[str, ...],
+    as_json: bool,
+    accept_device: bool,
+    ocr: bool | None,
+    ocr_lang: str | None,
+) -> None:
     """Embed every image under PATH..., incrementally.
 
     Unchanged files are skipped, changed ones re-embedded, moved or renamed ones keep their
@@ -38,9 +56,13 @@ def index(state: State, paths: tuple[str, ...], as_json: bool, accept_device: bo
     A folder that had pictures and is now missing, empty or on another drive (an unmounted
     disk) is left alone and marked offline: its pictures stay in the library and come back
     with the drive (see `clipsearch offline`).
+
+    Camera, lens and GPS position (with the place it names, resolved offline) are read from
+    each photo's EXIF; with --ocr, the text written in each picture too.
     """
+    wanted = ocr_choice(ocr, ocr_lang)
     with state.open_library(create=True) as lib, progress_bar(state) as progress:
-        summary = lib.index(list(paths), progress=progress, accept_device=accept_device)
+        summary = lib.index(list(paths), progress=progress, accept_device=accept_device, ocr=wanted)
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))
     elif not state.quiet:
@@ -53,6 +75,17 @@ def index(state: State, paths: tuple[str, ...], as_json: bool, accept_device: bo
                 err=True,
             )
         sys.exit(EXIT_INTERRUPTED)
+
+
+def ocr_choice(ocr: bool | None, lang: str | None) -> bool | str | None:
+    """--ocr/--no-ocr and --ocr-lang -> Library.index's `ocr`."""
+    if ocr is False:
+        if lang:
+            raise click.UsageError("--ocr-lang goes with --ocr, not --no-ocr")
+        return False
+    if lang:
+        return lang
+    return True if ocr else None
 
 
 # --- offline ---------------------------------------------------------------------------------

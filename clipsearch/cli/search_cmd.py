@@ -48,7 +48,20 @@ from clipsearch.cli.app import (
     metavar="ID",
     help="More like the library image with this id.",
 )
-@click.option("-k", "--top", default=10, show_default=True, help="How many results.")
+@click.option(
+    "-k",
+    "--top",
+    type=int,
+    default=None,
+    help="How many results [10; with --cutoff auto, at most 100].",
+)
+@click.option(
+    "--cutoff",
+    type=click.Choice(["auto", "none"]),
+    default="none",
+    show_default=True,
+    help="auto: end the list where relevance drops (the largest score drop that stands out).",
+)
 @click.option("--min-score", type=float, metavar="S", help="Only results scoring at least S.")
 @click.option(
     "--in",
@@ -85,7 +98,8 @@ def search(
     negatives: tuple[str, ...],
     negative_images: tuple[str, ...],
     likes: tuple[int, ...],
-    top: int,
+    top: int | None,
+    cutoff: str,
     min_score: float | None,
     within: tuple[str, ...],
     source: str | None,
@@ -97,13 +111,22 @@ def search(
     as_paths: bool,
     no_server: bool,
 ) -> None:
-    """Search by text, image, or a weighted mix.
+    """Search by text, image, or a weighted mix, with filters in the query.
 
     \b
       clipsearch search a dog on a beach
       clipsearch search --image query.jpg
       clipsearch search beach --image sunset.jpg --not people
       clipsearch search "2:dog + ./pool.jpg - fruit"     (rclip syntax)
+      clipsearch search 'beach near:Lisbon after:2023-06 before:2024'
+      clipsearch search 'text:"invoice" camera:pixel'   (words in the picture: index --ocr)
+      clipsearch search 'whiteboard "project plan"'     (quoted: keywords + semantic, fused)
+      clipsearch search dog --cutoff auto
+
+    \b
+    Filters: near:PLACE (near:Lisbon, near:"Paris, FR", near:38.72,-9.14~5km),
+    after:DATE, before:DATE, camera:WORDS, text:WORDS, in:FOLDER-NAME or in:/path,
+    tag:LABEL, source:photos|generated. Quote values with spaces: camera:"EOS 5D".
 
     When `clipsearch serve` runs for the library, the search goes to it (the model is
     already loaded there); otherwise it runs here. The output is the same either way.
@@ -118,7 +141,7 @@ def search(
         negatives=negatives,
         negative_images=negative_images,
         like=likes,
-        k=top,
+        k=top if top is not None else (100 if cutoff == "auto" else 10),
         min_score=min_score,
         within=within,
         source=source,
@@ -126,6 +149,7 @@ def search(
         before=before,
         tag=tag,
         include_offline=include_offline,
+        cutoff=None if cutoff == "none" else cutoff,
     )
     answer = None if no_server else _search_with_server(state, query)
     if answer is not None:
@@ -144,6 +168,8 @@ def search(
             click.echo(r.path)
     elif results:
         _print_results(results)
+        if any(getattr(r, "keyword", False) for r in results) and not state.quiet:
+            click.echo("* the keyword index matched the quoted words", err=True)
     elif not state.quiet:
         with state.open_library(create=False, check_model=False) as lib:
             click.echo(lib.why_no_results(query), err=True)
@@ -220,7 +246,9 @@ def _print_results(results: list[Any]) -> None:
     for rank, r in enumerate(results, 1):
         dims = f"{r.width}x{r.height}" if r.width else ""
         shown = display(r.path) + (" (offline)" if r.offline else "")
-        rows.append((str(rank), f"{r.score:.3f}", str(r.id), dims, shown))
+        score = "-" if r.score is None else f"{r.score:.3f}"
+        mark = "*" if getattr(r, "keyword", False) else ""
+        rows.append((str(rank), score + mark, str(r.id), dims, shown))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     bold, plain = ("\033[1m", "\033[0m") if sys.stdout.isatty() else ("", "")
     for n, row in enumerate(rows):

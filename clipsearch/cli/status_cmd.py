@@ -67,6 +67,17 @@ def _print_status(info: dict[str, Any]) -> None:
                 else ""
             ),
         ),
+        (
+            "read",
+            "EXIF: camera, GPS, place"
+            + ("" if info.get("facts_complete") else " (the next `index` reads older pictures)")
+            + (
+                f"; text (OCR, {info['ocr']})"
+                + ("" if info.get("ocr_complete") else ": not every picture yet")
+                if info.get("ocr")
+                else "; no text (index --ocr reads it)"
+            ),
+        ),
         ("size", human_bytes(info["size_bytes"])),
     ]
     for root in info["roots"]:

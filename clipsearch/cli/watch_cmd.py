@@ -69,6 +69,12 @@ _LOG_FORMAT = "%(asctime)s clipsearch: %(levelname)s: %(message)s"
     metavar="FILE",
     help="Also append the log to FILE.",
 )
+@click.option(
+    "--ocr/--no-ocr",
+    default=None,
+    help="Read text in pictures with Tesseract; remembered by the library. [off]",
+)
+@click.option("--ocr-lang", metavar="LANGS", help="Tesseract languages for --ocr. [eng]")
 @click.pass_obj
 def watch(
     state: State,
@@ -80,6 +86,8 @@ def watch(
     drain_timeout: float,
     polling: bool,
     log_file: str | None,
+    ocr: bool | None,
+    ocr_lang: str | None,
 ) -> None:
     """Keep the library in sync with folders, live (runs in the foreground).
 
@@ -93,6 +101,7 @@ def watch(
       clipsearch --library ~/clip-lib watch ~/Pictures ~/Downloads
       clipsearch --library ~/clip-lib status          (shows the daemon)
     """
+    from clipsearch.cli.index_cmds import ocr_choice
     from clipsearch.ingest.daemon import WatchDaemon, WatchOptions, default_threads
     from clipsearch.media import fs
 
@@ -112,6 +121,7 @@ def watch(
             raise click.BadParameter(f"{root} is not a folder", param_hint="PATH")
     with _daemon_logging(state, log_file), state.open_library(create=bool(paths)) as lib:
         lib.vectors.long_lived()  # follows commits for hours: no stalls, no creeping memory
+        lib.set_ocr(ocr_choice(ocr, ocr_lang))
         if roots is None:
             roots = lib.watched_roots()
             if not roots:

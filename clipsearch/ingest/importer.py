@@ -162,6 +162,8 @@ def import_shards(
         if progress:
             progress(Progress("import", done + 1, len(numbers)))
     commit()
+    if summary.added or summary.replaced:  # pictures no OCR has read: the next index reads them
+        lib.store.set_meta({"ocr_complete": ""})
     if facts is not None and index_dir is not None:
         summary.index = adopt_index(lib, folder, index_dir, facts)
     elif bulk:

@@ -30,6 +30,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from clipsearch.errors import UnreadableImage
+from clipsearch.ingest import reading
+from clipsearch.ingest.reading import facts_row
 from clipsearch.ingest.roots import NO_PICTURES, OfflineRoot, RootStates
 from clipsearch.ingest.roots import check as check_roots
 from clipsearch.media import fs, phash
@@ -42,6 +44,7 @@ from clipsearch.media.images import (
     read_file,
 )
 from clipsearch.model.encoder import Encoder
+from clipsearch.store.facts import lacking_facts, lacking_ocr
 from clipsearch.store.features import get_hashes
 from clipsearch.store.store import Changes, FailureRow, ImageRow, NewImage, Store
 from clipsearch.store.vector_cache import VectorCache
@@ -68,6 +71,9 @@ class IngestSummary:
     offline: list[OfflineRoot] = field(default_factory=list)  # roots kept, not scanned
     seconds: float = 0.0
     embedded: int = 0  # images that went through the model
+    facts_read: int = 0  # images read for camera, GPS and place apart from the model
+    texts_read: int = 0  # images OCR read (libraries with --ocr)
+    ocr_skipped: str | None = None  # why OCR did not run although the library asks for it
     timings: dict[str, float] = field(default_factory=dict)
 
     def add(self, other: IngestSummary) -> None:
@@ -79,6 +85,9 @@ class IngestSummary:
         self.unchanged += other.unchanged
         self.failed += other.failed
         self.embedded += other.embedded
+        self.facts_read += other.facts_read
+        self.texts_read += other.texts_read
+        self.ocr_skipped = self.ocr_skipped or other.ocr_skipped
         self.failures += other.failures
         self.offline += other.offline
         self.interrupted = self.interrupted or other.interrupted
@@ -93,7 +102,7 @@ class IngestSummary:
 
 @dataclass(frozen=True)
 class Progress:
-    """A progress report: `phase` is 'scan', 'embed' or 'remove'."""
+    """A progress report: `phase` is 'scan', 'embed', 'remove', 'facts' or 'ocr'."""
 
     phase: str
     done: int
@@ -141,6 +150,7 @@ class _Prepared:
     info: ImageInfo | None = None
     matches: list[ImageRow] = field(default_factory=list)  # rows with this content + vector
     hashes: tuple[int, int, int, int] | None = None  # perceptual hashes (phash.compute)
+    facts: dict | None = None  # camera, GPS, place (photo_facts columns); None: not read
     error: str | None = None
     vanished: bool = False
 
@@ -160,9 +170,11 @@ def _prepare(job: _Job, params: PreprocessParams, store: Store) -> _Prepared:
         if out.matches:
             return out
     try:
-        img, out.info = open_image(data, draft_size=min(params.size))
+        img, out.info = open_image(data, draft_size=min(params.size), name=job.stat.path)
         out.pixels = prepare(img, params)
         out.hashes = phash.compute(img).as_tuple()  # from the same decode
+        facts = getattr(out.info, "facts", None)
+        out.facts = facts_row(facts) if facts is not None else None
     except UnreadableImage as exc:
         out.error = exc.reason
     return out
@@ -203,8 +215,10 @@ class IngestRun:
         source: str = "photos",
         defer_failure: Callable[[str, str], bool] | None = None,
         accept_device: bool = False,
+        ocr: str | None = None,
     ) -> None:
         self.store = store
+        self.ocr = ocr  # Tesseract's language(s) when the library reads text in pictures
         self.accept_device = accept_device  # trust roots that moved to another device
         self.root_states = RootStates({}, {})
         # Called with (path, reason) for a file that cannot be read; True leaves it unrecorded
@@ -249,6 +263,8 @@ class IngestRun:
             self._embed(jobs, roots)
             if not self.summary.interrupted:
                 self._remove_missing(gone_failures)
+            if not self.summary.interrupted:
+                self._read_extras()
         except KeyboardInterrupt:
             self.summary.interrupted = True
         return self._finish(start)
@@ -481,6 +497,7 @@ class IngestRun:
             taken_at=info.taken_at,
             source=job.row.source if job.row else self.source,
             hashes=item.hashes,
+            facts=item.facts,
         )
         if job.row is None:
             self._changes.inserts.append(new)
@@ -515,6 +532,56 @@ class IngestRun:
             self._uncommitted = dict.fromkeys(self._uncommitted, 0)
             self._uncommitted_failures = []
         self._t["commit"] += time.perf_counter() - t0
+
+    # 5. facts and text not read with the vectors
+    def _read_extras(self) -> None:
+        """Facts for images that lack them, then OCR (libraries with --ocr: every picture the
+        first time, afterwards this run's)."""
+        t0 = time.perf_counter()
+        store = self.store
+        # Store.apply clears the mark when it adds an image without facts (a copy, an import)
+        everything = store.get_meta(reading.FACTS_DONE) != "1"
+        items = lacking_facts(store) if everything else []
+        if items:
+            done = reading.fill_facts(
+                store, items, workers=self.workers, report=self._reporter("facts")
+            )
+            self.summary.facts_read += done.done
+            if done.interrupted:
+                self.summary.interrupted = True
+                return
+        if everything:
+            store.set_meta({reading.FACTS_DONE: "1"})
+        self._t["facts"] = time.perf_counter() - t0
+        if self.ocr:
+            self._read_texts(self.ocr)
+
+    def _read_texts(self, lang: str) -> None:
+        from clipsearch.media.ocr import ocr_unavailable
+
+        t0 = time.perf_counter()
+        store = self.store
+        everything = store.get_meta(reading.OCR_DONE) != lang
+        items = lacking_ocr(store, None if everything else self.vector_ids)
+        if not items:
+            if everything:
+                store.set_meta({reading.OCR_DONE: lang})
+            return
+        why = ocr_unavailable()
+        if why is not None:
+            self.summary.ocr_skipped = why
+            return
+        done = reading.read_texts(
+            store, items, lang=lang, workers=self.workers, report=self._reporter("ocr")
+        )
+        self.summary.texts_read += done.done
+        self.summary.interrupted = self.summary.interrupted or done.interrupted
+        if everything and not done.interrupted:
+            store.set_meta({reading.OCR_DONE: lang})
+        self._t["ocr"] = time.perf_counter() - t0
+
+    def _reporter(self, phase: str) -> Callable[[int, int], None]:
+        return lambda done, total: self.progress(Progress(phase, done, total))
 
     # 4. remove what is gone
     def _remove_missing(self, gone_failures: list[str]) -> None:

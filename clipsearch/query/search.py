@@ -3,6 +3,15 @@
 Each term's vector is unit length; the query vector is the weighted sum (negative terms
 subtract), normalised. Results are ranked by cosine similarity and never include files that
 are gone from disk.
+
+Filters (folders, dates, source, tag, place, camera, text in the picture) narrow the images
+a query may meet before the index is searched. Quoted phrases also go to the keyword index
+(FTS5): its ranking and the semantic one are fused by reciprocal rank fusion (each list
+gives 1 / (60 + rank); Cormack et al. 2009), so a picture both lists like comes first and a
+picture only one list finds still appears. A query with no terms (filters or phrases only)
+lists keyword matches best first, or with filters alone the newest pictures first.
+
+`cutoff="auto"` ends the list where relevance drops (`auto_cutoff`).
 """
 
 from __future__ import annotations
@@ -19,6 +28,8 @@ from clipsearch.errors import QueryError, UnreadableImage
 from clipsearch.media import fs
 from clipsearch.media.images import load_for_model
 from clipsearch.query.parse import Query, Term
+from clipsearch.store import keywords
+from clipsearch.store.facts import ids_in_country, ids_near
 from clipsearch.store.faiss_index import VectorIndex
 from clipsearch.store.features import ids_with_tag
 from clipsearch.store.store import ImageRow, Store
@@ -33,7 +44,7 @@ class SearchResult:
 
     id: int
     path: str
-    score: float
+    score: float | None  # cosine similarity to the query; None for a query without terms
     width: int | None
     height: int | None
     size: int
@@ -41,10 +52,11 @@ class SearchResult:
     taken_at: str | None
     source: str
     offline: bool = False  # on an offline root (an unmounted drive): the file is not at hand
+    keyword: bool = False  # the keyword index matched the query's quoted phrases
 
     def to_dict(self) -> dict:
         out = asdict(self)
-        out["score"] = round(float(self.score), 6)
+        out["score"] = None if self.score is None else round(float(self.score), 6)
         return out
 
 
@@ -120,21 +132,72 @@ class Searcher:
         return vecs[0]
 
     def search(self, query: Query) -> list[SearchResult]:
+        if not query.terms:
+            return self.search_without_terms(query)
         return self.search_vector(self.query_vector(query.terms), query)
+
+    def allowed_ids(self, query: Query) -> np.ndarray | None:
+        """Sorted ids of the images every filter of `query` lets through (None: no filter)."""
+        if not query.filtered:
+            return None
+        sets: list[np.ndarray] = []  # the selective filters first
+        if query.tag is not None:
+            sets.append(np.sort(ids_with_tag(self.store, query.tag)))
+        if query.near is not None:
+            near = query.near
+            if near.lat is not None and near.lon is not None:
+                sets.append(ids_near(self.store, near.lat, near.lon, near.radius_km or 10.0))
+            else:
+                sets.append(ids_in_country(self.store, near.country_code or ""))
+        wanted = _keyword_filter(query)
+        if wanted:
+            with self.store.engine.connect() as conn:
+                sets.append(keywords.matching_ids(conn, wanted))
+        allowed = None
+        for ids in sorted(sets, key=len):
+            allowed = ids if allowed is None else np.intersect1d(allowed, ids, assume_unique=True)
+        if query.within or any(v is not None for v in (query.source, query.after, query.before)):
+            few = allowed is not None and len(allowed) <= FEW_IDS
+            found = self.store.filter_ids(
+                roots=query.within,
+                source=query.source,
+                after=query.after,
+                before=query.before,
+                among=allowed if few else None,
+            )
+            allowed = found if allowed is None or few else np.intersect1d(allowed, found)
+        return allowed if allowed is not None else np.empty(0, np.int64)
+
+    def search_without_terms(self, query: Query) -> list[SearchResult]:
+        """Keyword matches best first, or (filters alone) the newest pictures first."""
+        allowed = self.allowed_ids(query)
+        if allowed is not None and len(allowed) == 0:
+            return []
+        want, fetch = query.k, query.k + 8
+        while True:
+            if query.keywords:
+                with self.store.engine.connect() as conn:
+                    ids = keywords.ranked_within(conn, _phrases(query), allowed, fetch)
+            else:
+                assert allowed is not None  # a query without terms has a filter or phrases
+                ids = self.store.newest(allowed, fetch)
+            scores = [None] * len(ids)
+            results = self._results(ids, scores, set(), query, keyword=bool(query.keywords))
+            if len(results) >= want or len(ids) < fetch:
+                return results[:want]
+            fetch *= 4
 
     def search_vector(self, q: np.ndarray, query: Query) -> list[SearchResult]:
         """Ranked results for a ready query vector (the filters and k come from `query`)."""
-        allowed = None
-        if query.filtered:
-            allowed = self.store.filter_ids(
-                roots=query.within, source=query.source, after=query.after, before=query.before
-            )
-            if query.tag is not None:
-                allowed = np.intersect1d(allowed, ids_with_tag(self.store, query.tag))
-            if len(allowed) == 0:
-                return []
+        allowed = self.allowed_ids(query)
+        if allowed is not None and len(allowed) == 0:
+            return []
+        if query.keywords:
+            return self._fused(q, query, allowed)
         excluded = set(query.positive_ids)
         want = query.k
+        if query.cutoff == "auto":
+            want = min(want, CUTOFF_WINDOW)
         fetch = want + len(excluded) + 8
         while True:
             with self.index_access() as index:
@@ -147,37 +210,130 @@ class Searcher:
                 and (hits.scores[-1] < query.min_score)
             )
             if len(results) >= want or exhausted or below:
-                return results[:want]
+                results = results[:want]
+                if query.cutoff == "auto":
+                    results = results[: auto_cutoff([r.score or 0.0 for r in results])]
+                return results
             fetch *= 4
 
+    def _fused(self, q: np.ndarray, query: Query, allowed: np.ndarray | None) -> list[SearchResult]:
+        """The semantic and keyword rankings fused (reciprocal rank fusion)."""
+        excluded = set(query.positive_ids)
+        depth = max(FUSION_DEPTH, 2 * query.k)
+        with self.index_access() as index:
+            hits = index.search(q, depth + len(excluded), allowed=allowed)[0]
+        semantic = [int(i) for i in hits.ids.tolist() if int(i) not in excluded][:depth]
+        with self.store.engine.connect() as conn:
+            found = keywords.ranked_within(conn, _phrases(query), allowed, depth)
+        matched = {int(i) for i in found.tolist()}
+        fused: dict[int, float] = {}
+        for ranking in (semantic, [i for i in found.tolist() if i not in excluded]):
+            for rank, image_id in enumerate(ranking, 1):
+                fused[image_id] = fused.get(image_id, 0.0) + 1.0 / (RRF_K + rank)
+        order = sorted(fused, key=lambda i: (-fused[i], i))
+        cosine = dict(zip(hits.ids.tolist(), hits.scores.tolist(), strict=True))
+        want, take = query.k, query.k + 8
+        while True:  # rows (and cosines of keyword-only hits) for the head of the list only
+            head = order[:take]
+            missing = [i for i in head if i not in cosine]
+            if missing:
+                ids, vecs = self.store.get_vectors(missing, self.dim)
+                cosine.update(zip(ids.tolist(), (vecs @ q).tolist(), strict=True))
+            scores = [cosine.get(i) for i in head]
+            results = self._results(np.array(head, np.int64), scores, excluded, query, matched)
+            if len(results) >= want or take >= len(order):
+                break
+            take *= 4
+        results = results[:want]
+        if query.cutoff == "auto":
+            results = results[: auto_cutoff([fused[r.id] for r in results])]
+        return results
+
     def _results(
-        self, ids: np.ndarray, scores: np.ndarray, excluded: set[int], query: Query
+        self,
+        ids: np.ndarray,
+        scores: Sequence[float | None] | np.ndarray,
+        excluded: set[int],
+        query: Query,
+        keyword: bool | set[int] = False,
     ) -> list[SearchResult]:
         rows = self.store.get_rows(ids.tolist())
         out = []
         offline_roots: list[str] | None = None  # read once, when a file is not at hand
-        for image_id, score in zip(ids.tolist(), scores.tolist(), strict=True):
-            if query.min_score is not None and score < query.min_score:
+        scores = scores.tolist() if isinstance(scores, np.ndarray) else list(scores)
+        for image_id, score in zip(ids.tolist(), scores, strict=True):
+            if query.min_score is not None and (score is None or score < query.min_score):
+                if isinstance(keyword, set):
+                    continue  # fused: not in score order
                 break
             row = rows.get(image_id)
             if row is None or image_id in excluded:
                 continue  # deleted meanwhile
+            matched = image_id in keyword if isinstance(keyword, set) else keyword
             if os.path.exists(row.path):
-                out.append(_result(row, score))
+                out.append(_result(row, score, keyword=matched))
                 continue
             if query.include_offline:  # kept for an unmounted drive, or gone from disk?
                 if offline_roots is None:
                     offline_roots = [r.path for r in self.store.roots() if r.offline]
                 if any(fs.is_under(row.path, r) for r in offline_roots):
-                    out.append(_result(row, score, offline=True))
+                    out.append(_result(row, score, offline=True, keyword=matched))
         return out
 
 
-def _result(row: ImageRow, score: float, *, offline: bool = False) -> SearchResult:
+FEW_IDS = 20_000  # a set this small checks the date/folder/source filters itself
+RRF_K = 60  # reciprocal rank fusion's constant (Cormack, Clarke & Buettcher 2009)
+FUSION_DEPTH = 100  # how deep each ranking is read for fusion
+CUTOFF_WINDOW = 100  # `cutoff="auto"` looks at most this far
+CUTOFF_RATIO = 3.0  # ... and cuts only at a drop this many times the median drop
+
+
+def auto_cutoff(scores: Sequence[float]) -> int:
+    """How many of `scores` (best first) to keep: the list ends at its largest drop between
+    neighbours, if that drop is at least CUTOFF_RATIO times the median drop (a clear edge);
+    otherwise nothing is cut. Looks at the first CUTOFF_WINDOW scores; keeps at least one.
+    """
+    s = np.asarray(scores[:CUTOFF_WINDOW], dtype=np.float64)
+    if len(s) < 3:
+        return len(scores)
+    gaps = s[:-1] - s[1:]
+    at = int(np.argmax(gaps))
+    median = float(np.median(gaps))
+    if gaps[at] <= 0 or gaps[at] < CUTOFF_RATIO * max(median, 1e-9):
+        return len(scores)
+    return at + 1
+
+
+def _phrases(query: Query) -> str:
+    parts = [keywords.phrase(p) for p in query.keywords]
+    found = [p for p in parts if p]
+    if not found:
+        raise QueryError(f"the quoted words {list(query.keywords)} contain no word to look up")
+    return " AND ".join(found)
+
+
+def _keyword_filter(query: Query) -> str | None:
+    """The FTS5 expression the camera:, text: and in:NAME filters ask for (all must hold)."""
+    exprs = []
+    pieces = [("camera", query.camera, True)] if query.camera else []
+    pieces += [("ocr", t, False) for t in query.text]
+    pieces += [("folders", n, False) for n in query.folder_names]
+    for column, words, prefix in pieces:
+        expr = keywords.phrase(words, prefix=prefix)
+        if expr is None:
+            name = {"ocr": "text", "folders": "in"}.get(column, column)
+            raise QueryError(f"{name}:{words} has no word to look for")
+        exprs.append(keywords.in_column(column, expr))
+    return " AND ".join(exprs) or None
+
+
+def _result(
+    row: ImageRow, score: float | None, *, offline: bool = False, keyword: bool = False
+) -> SearchResult:
     return SearchResult(
         id=row.id,
         path=row.path,
-        score=float(score),
+        score=None if score is None else float(score),
         width=row.width,
         height=row.height,
         size=row.size,
@@ -185,4 +341,5 @@ def _result(row: ImageRow, score: float, *, offline: bool = False) -> SearchResu
         taken_at=row.taken_at,
         source=row.source,
         offline=offline,
+        keyword=keyword,
     )

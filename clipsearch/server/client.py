@@ -364,7 +364,13 @@ def _search(client: Client, query: Any) -> dict:
             "before": query.before,
             "tag": query.tag,
             "include_offline": query.include_offline,
+            "near": query.near.text if query.near else None,
+            "camera": query.camera,
+            "text": list(query.text),
+            "folder_names": list(query.folder_names),
         },
+        "keywords": list(query.keywords),
+        "cutoff": query.cutoff,
     }
     answer = client.request("POST", "/api/search", body=body)
     names = [f.name for f in fields(SearchResult)]

@@ -116,7 +116,13 @@ def install(app: FastAPI) -> None:
         status, code = _status_for(exc)
         if isinstance(exc, UnreadableImage):
             return error_response(status, code, f"not an image clipsearch can read: {exc.reason}")
-        return error_response(status, code, exc.message, exc.hint)
+        response = error_response(status, code, exc.message, exc.hint)
+        position = getattr(exc, "position", None)
+        if position is not None:  # where in the query text (QueryError)
+            body = {"error": {"code": code, "message": exc.message, "hint": exc.hint}}
+            body["error"]["position"] = position
+            response = JSONResponse(body, status_code=status)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -29,6 +29,28 @@ class ErrorBody(BaseModel):
     field: str | None = Field(
         None, description="The request field at fault, when one is (`POST /api/generate`)."
     )
+    position: int | None = Field(
+        None, description="Where in the query text the problem is (1-based), for a bad query."
+    )
+
+
+class QueryFilter(BaseModel):
+    key: str = Field(description="near, after, before, camera, text, in, tag or source.")
+    value: str
+    start: int = Field(description="Where it is in q: [start, end), 0-based characters.")
+    end: int
+    label: str = Field(description='How it was understood: "near Lisbon, Portugal".')
+
+
+class QueryParse(BaseModel):
+    """`q` split as the search reads it: words for the model, filters, quoted phrases."""
+
+    free: str = Field(description="The words the model reads (quoted phrases included).")
+    filters: list[QueryFilter]
+    keywords: list[str] = Field(description="Quoted phrases: also looked up as keywords.")
+    error: dict | None = Field(
+        None, description="{message, hint, position (1-based)} when q cannot be read."
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -92,6 +114,25 @@ class Filters(_Request):
         description="Also pictures kept for an offline folder (an unmounted drive); they are "
         "marked `offline` and their files cannot be fetched until it is back.",
     )
+    near: str | None = Field(
+        None,
+        max_length=200,
+        description='Taken near a place (GPS): "Lisbon", "Paris, FR", a country, or '
+        '"38.72,-9.14~5km".',
+    )
+    camera: str | None = Field(
+        None, max_length=200, description="Camera make, model or lens words (`pixel`)."
+    )
+    text: list[str] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Words written in the picture (OCR, libraries indexed with --ocr).",
+    )
+    folder_names: list[str] = Field(
+        default_factory=list,
+        max_length=16,
+        description="A folder with this name above the file (`Holidays`).",
+    )
 
 
 class SearchRequest(_Request):
@@ -110,10 +151,23 @@ class SearchRequest(_Request):
     k: int = Field(30, ge=1, le=MAX_K, description="How many results.")
     min_score: float | None = Field(None, ge=-1, le=1, allow_inf_nan=False)
     filters: Filters = Field(default_factory=Filters)
+    keywords: list[str] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Phrases for the keyword index (file and folder names, text in pictures, "
+        "tags, places, cameras), fused with the semantic ranking. Quoted phrases in `q` "
+        "count too.",
+    )
+    cutoff: Literal["auto"] | None = Field(
+        None, description="`auto`: end the list where relevance drops (scores are kept)."
+    )
 
     @model_validator(mode="after")
     def _something_to_search(self) -> SearchRequest:
-        if not self.terms and not (self.q or "").strip():
+        f = self.filters
+        filtered = f.near or f.camera or f.text or f.folder_names or f.after or f.before
+        filtered = filtered or f.tag or f.source or f.folders or self.keywords
+        if not self.terms and not (self.q or "").strip() and not filtered:
             raise ValueError("empty query: give q or terms (text, like or upload)")
         return self
 
@@ -135,8 +189,12 @@ class ImageSummary(BaseModel):
 
 
 class Hit(ImageSummary):
-    score: float = Field(description="Cosine similarity to the query (higher is closer).")
+    score: float | None = Field(
+        description="Cosine similarity to the query (higher is closer); null for a query "
+        "with filters or keywords only."
+    )
     offline: bool = Field(False, description="On an offline folder (an unmounted drive).")
+    keyword: bool = Field(False, description="The keyword index matched the quoted phrases.")
 
 
 class SearchResponse(BaseModel):
@@ -171,6 +229,15 @@ class ImageDetail(ImageSummary):
     preview_url: str = Field(
         description="What a browser can show: the original, or a large JPEG for formats "
         "browsers cannot display (HEIC, TIFF)."
+    )
+    camera: str | None = Field(None, description="Camera make and model (EXIF).")
+    lens: str | None = Field(None, description="Lens model (EXIF).")
+    lat: float | None = Field(None, description="GPS latitude, decimal degrees.")
+    lon: float | None = Field(None, description="GPS longitude, decimal degrees.")
+    place: str | None = Field(None, description='Where: "Lisbon, Portugal" (offline lookup).')
+    map_url: str | None = Field(None, description="The GPS position on OpenStreetMap.")
+    text: str | None = Field(
+        None, description="Text read in the picture (libraries indexed with --ocr)."
     )
 
 

@@ -179,6 +179,12 @@ def api_query(req: schemas.SearchRequest) -> Query:
         before=f.before,
         tag=f.tag,
         include_offline=f.include_offline,
+        near=f.near,
+        camera=f.camera,
+        text=f.text,
+        folder_names=f.folder_names,
+        keywords=req.keywords,
+        cutoff=req.cutoff,
     )
     if len(query.terms) > schemas.MAX_TERMS:
         raise QueryError(f"too many terms (at most {schemas.MAX_TERMS})")

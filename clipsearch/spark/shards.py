@@ -256,7 +256,7 @@ def embed_shard(task: ShardTask) -> dict:
             continue
         try:
             data = read_file(path)
-            img, info = open_image(data, draft_size=min(params.size))
+            img, info = open_image(data, draft_size=min(params.size), name=path)
             pixels = prepare(img, params)
             hashes = phash.compute(img).as_tuple()
         except UnreadableImage as exc:

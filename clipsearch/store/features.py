@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from sqlalchemy import bindparam, delete, func, insert, select, update
 
+from clipsearch.store import keywords
 from clipsearch.store.store import _CHUNK, Store, _chunks
 from clipsearch.store.tables import Image, Tag, Vector
 
@@ -85,7 +86,9 @@ def replace_tags(
     `everything=True` first drops every tag in the library (a full re-tag).
     """
     with store.engine.begin() as conn:
+        before: list[int] = []
         if everything:
+            before = list(conn.execute(select(Tag.c.image_id).distinct()).scalars())
             conn.execute(delete(Tag))
         else:
             for chunk in _chunks(list(tags)):
@@ -102,6 +105,7 @@ def replace_tags(
         rows = [r for r in rows if r["image_id"] in existing]
         for start in range(0, len(rows), _CHUNK):
             conn.execute(insert(Tag), rows[start : start + _CHUNK])
+        keywords.refresh(conn, [*before, *existing])
 
 
 def tags_of(store: Store, ids: Iterable[int]) -> dict[int, list[tuple[str, float]]]:

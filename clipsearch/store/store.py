@@ -31,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from clipsearch.store import keywords
 from clipsearch.store.tables import (
     Counter,
     Failure,
@@ -105,6 +106,9 @@ class NewImage:
     taken_at: str | None = None
     source: str = "photos"
     hashes: tuple[int, int, int, int] | None = None  # phash, dhash and their mirrors
+    # Photo facts read from the file (camera, lens, GPS, place: keywords.FACT_COLUMNS);
+    # None: not read (the next `index` reads them), {}: read, the file says nothing.
+    facts: dict | None = None
 
 
 @dataclass
@@ -375,9 +379,10 @@ class Store:
         source: str | None = None,
         after: str | None = None,
         before: str | None = None,
+        among: np.ndarray | None = None,
     ) -> np.ndarray:
         """Ids of images that pass every filter given (a search meets only those with a
-        vector: the index holds nothing else).
+        vector: the index holds nothing else); with `among`, only those of these ids.
 
         `after`/`before` are ISO dates or datetimes compared with the capture time (EXIF),
         or the file's modification time when there is none; `after` is inclusive, `before`
@@ -396,9 +401,26 @@ class Store:
         if before is not None:
             conds.append(dated < before)
         with self.engine.connect() as conn:
-            cursor = conn.execute(select(Image.c.id).where(*conds)).cursor  # integers only
-            rows = cursor.fetchall()
-        return np.array(rows, dtype=np.int64).reshape(-1)
+            if among is None:
+                cursor = conn.execute(select(Image.c.id).where(*conds)).cursor  # integers only
+                rows = cursor.fetchall()
+            else:
+                rows = []
+                for chunk in _chunks([int(i) for i in among]):
+                    q = select(Image.c.id).where(Image.c.id.in_(chunk), *conds)
+                    rows.extend(conn.execute(q).cursor.fetchall())
+        return np.sort(np.array(rows, dtype=np.int64).reshape(-1))
+
+    def newest(self, ids: np.ndarray, limit: int) -> np.ndarray:
+        """The `limit` newest of `ids` (capture time, else modification time), newest first."""
+        dated = func.coalesce(Image.c.taken_at, Image.c.dated)
+        got: list[tuple[int, str]] = []
+        with self.engine.connect() as conn:
+            for chunk in _chunks([int(i) for i in ids]):
+                q = select(Image.c.id, dated).where(Image.c.id.in_(chunk))
+                got.extend(conn.execute(q).cursor.fetchall())
+        got.sort(key=lambda r: (r[1] or "", r[0]), reverse=True)
+        return np.array([r[0] for r in got[:limit]], dtype=np.int64)
 
     def counts(self) -> dict[str, int]:
         """How many images (photos, generated), vectors and failures: kept by triggers in
@@ -490,6 +512,7 @@ class Store:
         new_ids: list[int] = []
         log: list[dict] = []
         vectors: list[dict] = []
+        facts: dict[int, dict] = {}
         with self.engine.begin() as conn:
             if changes.inserts:  # one statement for the batch, ids in the batch's order
                 rows = [
@@ -499,6 +522,8 @@ class Store:
                 inserted = [int(r[0]) for r in conn.execute(q, rows)]
                 for img, new_id in zip(changes.inserts, inserted, strict=True):
                     new_ids.append(new_id)
+                    if img.facts is not None:
+                        facts[new_id] = img.facts
                     if img.vector is not None:
                         log.append({"image_id": new_id, "op": "add"})
                         vectors.append({"image_id": new_id, "data": _blob(img.vector)})
@@ -509,6 +534,8 @@ class Store:
                     .values(**_values(img), updated_at=now)
                 )
                 conn.execute(delete(Vector).where(Vector.c.image_id == image_id))
+                if img.facts is not None:
+                    facts[image_id] = img.facts
                 if img.vector is not None:
                     vectors.append({"image_id": image_id, "data": _blob(img.vector)})
                 log.append(
@@ -561,6 +588,13 @@ class Store:
                         },
                     )
                 )
+            replaced = [i for i, _ in changes.replaces]
+            keywords.forget_facts(conn, replaced)  # new content: its facts and text anew
+            unread = [img for img in changes.inserts if img.facts is None]
+            if unread or any(img.facts is None for _, img in changes.replaces):
+                self._set_meta(conn, {"facts_complete": ""})  # the next index reads them
+            keywords.write_facts(conn, facts)
+            keywords.refresh(conn, [*new_ids, *replaced, *(m[0] for m in changes.moves)])
             last_seq = None
             if log:
                 conn.execute(insert(VectorLog), log)
@@ -605,6 +639,7 @@ class Store:
                 )
             for old, new in zip(bad, bad_targets, strict=True):
                 conn.execute(update(Failure).where(Failure.c.path == old).values(path=new))
+            keywords.refresh(conn, moving)  # new file and folder names
             last_seq = None
             if clash:
                 conn.execute(insert(VectorLog), [{"image_id": i, "op": "remove"} for i in clash])

@@ -152,6 +152,40 @@ Root = Table(
     Column("offline_reason", Text),
 )
 
+# What a photo's EXIF says beyond its capture time, and what Tesseract read in it (migration
+# 0007). One row per image whose file has been read for them (all NULL when it says nothing):
+# a missing row means "not read yet", which the next `index` fills in without re-embedding.
+# `ocr_text` is NULL until OCR ran (libraries with --ocr), '' when it found no text.
+Facts = Table(
+    "photo_facts",
+    metadata,
+    Column("image_id", Integer, ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    Column("camera_make", Text),
+    Column("camera_model", Text),
+    Column("lens", Text),
+    Column("lat", Float),
+    Column("lon", Float),
+    Column("city", Text),
+    Column("region", Text),
+    Column("country", Text),
+    Column("country_code", String(2)),
+    Column("ocr_text", Text),
+    Index("ix_photo_facts_lat", "lat"),
+    Index("ix_photo_facts_country", "country_code"),
+)
+
+# The keyword index is an SQLite FTS5 table, `keywords` (rowid = image id; columns name,
+# folders, ocr, tags, place, camera), made by migration 0007 and derived from the tables
+# above (`clipsearch.store.keywords` keeps it in step). SQLAlchemy does not model virtual
+# tables: `include_object` keeps them out of Alembic's comparisons.
+KEYWORDS = "keywords"
+
+
+def include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object):
+    """Alembic's filter: the FTS5 table and its shadow tables are not models."""
+    return not (type_ == "table" and name and name.startswith(KEYWORDS))
+
+
 # A zero-shot tag on an image, with its score (from `clipsearch tag`).
 Tag = Table(
     "tags",

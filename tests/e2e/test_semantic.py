@@ -121,3 +121,17 @@ def test_the_demo_finds_what_it_asks_for(tmp_path):
     results = [r for q in report["queries"] for r in q["results"]]
     assert len(report["queries"]) == 6 and len(results) == 18
     assert sum(r["correct"] for r in results) >= 17
+
+
+@pytest.mark.parametrize("query", ["a red circle", "a blue square"])
+def test_cutoff_auto_ends_the_list_where_the_matches_end(shapes_lib, query):
+    # The matches score apart from the rest (test above): `cutoff="auto"` ends the list at
+    # that drop instead of running on to k, and keeps every score.
+    want = parse_caption(query)
+    everything = shapes_lib.search(query, k=60)
+    matching = sum(want.matches(truth(h)) for h in everything)
+    cut = shapes_lib.search(query, k=60, cutoff="auto")
+    assert 3 <= len(cut) < len(everything)
+    kept = [want.matches(truth(h)) for h in cut]
+    assert sum(kept) >= min(3, matching) and sum(kept) / len(cut) >= 0.75, [h.path for h in cut]
+    assert [h.score for h in cut] == [h.score for h in everything[: len(cut)]]

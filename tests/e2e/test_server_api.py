@@ -26,6 +26,7 @@ HIT_KEYS = {
     "taken_at",
     "source",
     "offline",
+    "keyword",
     "name",
     "thumb_url",
     "file_url",

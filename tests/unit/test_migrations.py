@@ -6,7 +6,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
 from clipsearch.store.db import migrate, open_database, schema_state
-from clipsearch.store.tables import metadata
+from clipsearch.store.tables import include_object, metadata
 
 
 @pytest.mark.filterwarnings("ignore:.*expression-based index")  # checked apart below
@@ -17,7 +17,8 @@ def test_upgrade_from_empty_matches_models(tmp_path):
     current, head = schema_state(engine)
     assert current == head
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+        opts = {"include_object": include_object}
+        diff = compare_metadata(MigrationContext.configure(conn, opts=opts), metadata)
     assert diff == [], diff
     tables = set(inspect(engine).get_table_names())
     assert {"images", "failures", "meta", "vector_log", "roots", "counters"} <= tables

@@ -22,6 +22,7 @@ from clipsearch.server.context import Ctx, ServerContext
 from clipsearch.server.errors import ApiError
 from clipsearch.server.routers import Feature
 from clipsearch.server.searching import image_links
+from clipsearch.store.facts import facts_of
 
 router = APIRouter(prefix="/api/images", tags=["images"])
 
@@ -74,6 +75,31 @@ def image(image_id: ImageId, ctx: Ctx) -> dict:
         "exists": os.path.isfile(row.path),
         "preview_url": links["file_url"] if browser_ok else f"{links['thumb_url']}?size=1280",
         **links,
+        **facts_for_display(facts_of(ctx.library.store, [row.id]).get(row.id, {})),
+    }
+
+
+def facts_for_display(f: dict) -> dict:
+    """photo_facts columns -> the ImageDetail fields (camera, place, map link, text)."""
+    from clipsearch.media.metadata import PhotoFacts
+
+    camera = PhotoFacts(f.get("camera_make"), f.get("camera_model")).camera
+    lat, lon = f.get("lat"), f.get("lon")
+    place = ", ".join(
+        dict.fromkeys(p for p in (f.get("city"), f.get("region"), f.get("country")) if p)
+    )
+    return {
+        "camera": camera,
+        "lens": f.get("lens"),
+        "lat": lat,
+        "lon": lon,
+        "place": place or None,
+        "map_url": (
+            f"https://www.openstreetmap.org/?mlat={lat:.6f}&mlon={lon:.6f}#map=15/{lat:.5f}/{lon:.5f}"
+            if lat is not None and lon is not None
+            else None
+        ),
+        "text": f.get("ocr_text") or None,
     }
 
 

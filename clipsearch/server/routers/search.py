@@ -39,20 +39,60 @@ def search_get(
     after: Annotated[str | None, Query(max_length=40)] = None,
     before: Annotated[str | None, Query(max_length=40)] = None,
     tag: Annotated[str | None, Query(max_length=200, description="Only images tagged so.")] = None,
+    near: Annotated[str | None, Query(max_length=200, description="Near a place.")] = None,
+    camera: Annotated[str | None, Query(max_length=200, description="Camera words.")] = None,
+    text: Annotated[list[str] | None, Query(description="Words in the picture.")] = None,
+    cutoff: Annotated[str | None, Query(pattern="^auto$", description="End at a drop.")] = None,
 ) -> dict:
-    """Search with query parameters: handy for links and `curl`."""
+    """Search with query parameters: handy for links and `curl`.
+
+    `q` takes the query language: `beach near:Lisbon after:2023 text:"invoice" "project
+    plan"` (filters and quoted phrases), as the CLI does.
+    """
     terms = [schemas.Term(like=i) for i in like or []]
     terms += [schemas.Term(text=n, weight=-1.0) for n in not_ or [] if n.strip()]
-    if not terms and not q.strip():
+    if not terms and not q.strip() and not (near or camera or text or folder or tag):
         raise ApiError(400, "bad_query", "empty query: give q or like")
     try:
         filters = schemas.Filters(
-            folders=folder or [], source=source, after=after, before=before, tag=tag
+            folders=folder or [],
+            source=source,
+            after=after,
+            before=before,
+            tag=tag,
+            near=near,
+            camera=camera,
+            text=text or [],
         )
-        req = schemas.SearchRequest(q=q, terms=terms, k=k, min_score=min_score, filters=filters)
+        req = schemas.SearchRequest(
+            q=q, terms=terms, k=k, min_score=min_score, filters=filters, cutoff=cutoff
+        )
     except ValidationError as exc:
         raise ApiError(422, "invalid", _first_error(exc)) from None
     return ctx.engine.search(req)
+
+
+@router.get("/query", response_model=schemas.QueryParse)
+def parse_query(
+    q: Annotated[str, Query(max_length=1000, description="A query in the query language.")] = "",
+) -> dict:
+    """How the search reads `q` (the page's filter chips come from here): the same parser as
+    the search itself, so a chip is exactly what the search will do."""
+    from clipsearch.errors import QueryError
+    from clipsearch.query.parse import resolve_near, split_query
+
+    try:
+        parts = split_query(q)
+        filters = []
+        for (key, value), (start, end) in zip(parts.filters, parts.spans, strict=True):
+            label = f"{key} {value}"
+            if key == "near":
+                label = f"near {resolve_near(value).label}"
+            filters.append({"key": key, "value": value, "start": start, "end": end, "label": label})
+    except QueryError as exc:
+        error = {"message": exc.message, "hint": exc.hint, "position": exc.position}
+        return {"free": q, "filters": [], "keywords": [], "error": error}
+    return {"free": parts.free, "filters": filters, "keywords": list(parts.phrases)}
 
 
 @router.post("/search", response_model=schemas.SearchResponse, responses=_ERRORS)
