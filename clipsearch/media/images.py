@@ -142,8 +142,8 @@ def open_image(
             if raw.rawpy_available() and not name:  # bytes of unknown kind: LibRaw may know
                 try:
                     return _open_raw(source, label, draft_size)
-                except raw.NotRaw:
-                    pass
+                except (raw.NotRaw, UnreadableImage):
+                    pass  # neither LibRaw nor Pillow: say it as Pillow would
             raise
         fmt = img.format or "unknown"
         width, height = img.size

@@ -359,3 +359,28 @@ def test_a_watched_folder_that_vanishes_keeps_its_pictures(
     (tmp_path / "unplugged").rename(pics)  # back
     wait_for(lambda: not offline(lib_dir), "the folder to be online again")
     assert watcher.settled(pics) == before
+
+
+@pytest.mark.skipif(shutil.which("tesseract") is None, reason="Tesseract is not installed")
+def test_a_library_with_ocr_reads_text_in_new_pictures(
+    watcher: Watcher, roots, lib_dir: Path, tiny_model: str
+) -> None:
+    from PIL import Image, ImageDraw, ImageFont
+
+    from tests.helpers import exif_jpeg
+
+    pics, _ = roots
+    with Library.open(lib_dir, model=tiny_model) as lib:
+        lib.set_ocr(True)  # as `watch --ocr` does; remembered by the library
+    watcher.start(pics)
+    sign = Image.new("RGB", (900, 300), "white")
+    font = ImageFont.truetype("DejaVuSans.ttf", 56)
+    ImageDraw.Draw(sign).text((40, 110), "HARDWARE INVOICE", fill="black", font=font)
+    exif_jpeg(pics / "receipt.jpg", 1, picture=sign, at=(38.7223, -9.1393))
+    watcher.settled(pics)
+
+    def found() -> list[str]:
+        with Library.open(lib_dir, create=False) as reader:
+            return [Path(r.path).name for r in reader.search("text:invoice near:Lisbon")]
+
+    assert wait_for(found, "the picture's text and place to be searchable") == ["receipt.jpg"]

@@ -155,7 +155,9 @@ export function formatDate(value) {
   return d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
 }
 
+/** A score as the page shows it; none (a search by filters only) is a dash. */
 export function formatScore(s) {
+  if (s === null || s === undefined) return "—";
   return (Math.round(s * 1000) / 1000).toFixed(3);
 }
 

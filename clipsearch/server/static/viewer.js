@@ -138,7 +138,8 @@ async function show() {
   const item = state.items[state.index];
   const token = ++loadToken;
   els.title.textContent = displayText(item.name || `#${item.id}`);
-  els.score.textContent = item.score !== undefined ? `score ${formatScore(item.score)}` : "";
+  const score = item.score !== undefined && item.score !== null ? `score ${formatScore(item.score)}` : "";
+  els.score.textContent = [score, item.keyword ? "≡ keyword match" : ""].filter(Boolean).join(" · ");
   els.counter.textContent = state.items.length > 1 ? `${state.index + 1} / ${state.items.length}` : "";
   els.prev.disabled = state.index === 0;
   els.next.disabled = state.index === state.items.length - 1;
@@ -172,12 +173,39 @@ async function show() {
     ...row("Size", detail.width ? `${detail.width} × ${detail.height} px · ${formatBytes(detail.size)}` : formatBytes(detail.size)),
     ...row("Format", detail.format),
     ...row("Taken", detail.taken_at ? formatDate(detail.taken_at) : ""),
+    ...row("Place", where(detail), mapLink(detail)),
+    ...row("Camera", detail.camera),
+    ...row("Lens", detail.lens),
+    ...row("Text", readText(detail.text)),
     ...row("Modified", formatDate(detail.mtime)),
     ...row("Source", detail.source),
     ...row("Indexed", formatDate(detail.added_at)),
     ...row("Id", String(detail.id)),
     ...(detail.exists ? [] : row("Note", h("span", { class: "error" }, "the file is gone from disk"))),
   );
+}
+
+/** "Lisbon, Portugal", or the coordinates when no place name is known. */
+function where(detail) {
+  if (detail.place) return detail.place;
+  if (detail.lat === null || detail.lat === undefined || detail.lon === null || detail.lon === undefined) return "";
+  return `${detail.lat.toFixed(5)}, ${detail.lon.toFixed(5)}`;
+}
+
+function mapLink(detail) {
+  if (!detail.map_url) return null;
+  return [" · ", h("a", { class: "map-link", href: detail.map_url, target: "_blank", rel: "noopener", title: "Show on OpenStreetMap (new tab)" }, "map")];
+}
+
+const TEXT_SHORT = 160; // longer text read in the picture starts folded
+
+/** The text read in the picture (OCR): as it is, or folded behind its first words. */
+function readText(text) {
+  if (!text || !text.trim()) return "";
+  const clean = text.trim();
+  if (clean.length <= TEXT_SHORT && clean.split("\n").length <= 4) return h("span", { class: "ocr" }, clean);
+  const first = clean.replace(/\s+/g, " ").slice(0, 60).trim();
+  return h("details", { class: "ocr" }, h("summary", {}, `${first}…`), h("div", { class: "ocr-full" }, clean));
 }
 
 /** Open the viewer on items[index]. */

@@ -1,17 +1,28 @@
 // The search page: instant text search, search by image (pick / drop / paste), "more like
 // this", weights, negatives, filters; a keyboard-driven thumbnail grid and the viewer.
 //
-// The URL holds the query (#/search?q=dog&like=4&folder=...&source=photos&after=2024-01-01),
-// so reloads, links and Back work; uploaded images live in the history entry's state.
+// The URL holds the query (#/search?q=dog+near:Lisbon&like=4&folder=...&source=photos), so
+// reloads, links and Back work; uploaded images live in the history entry's state.
+//
+// Filters written in the query text (near:Lisbon after:2023 camera:pixel text:"invoice") are
+// the one truth: the server's parser (GET /api/query) reads the text into chips, and the
+// place / camera / text / date controls only write `key:value` into the text.
 
 import { ApiError, api, formatScore, h, typing } from "../lib.js";
 import { catchImages, forget, known, reupload, uploadImage } from "../query-images.js";
+import { asDate, cut, errorParts, filterChips, filterToken } from "../query-filters.js";
 import { openViewer, viewerOpen } from "../viewer.js";
 
 export const title = "Search";
 
 const K_CHOICES = [30, 60, 120, 240];
-const FILTERS = ["folder", "source", "tag", "after", "before", "min"];
+const FILTERS = ["folder", "source", "tag", "min"]; // URL params and request fields
+// Controls that write a filter into the query text: control id -> the filter's key.
+const TEXT_FILTERS = { after: "after", before: "before", near: "near", camera: "camera", "in-text": "text" };
+const TYPING_MS = 250; // search this long after the last key
+// The automatic cutoff never leaves fewer than this many results on the page: a drop after
+// the first one or two pictures is as often noise as an edge (the rest is one click away).
+const CUT_FLOOR = 12;
 let s = null; // page state
 let ui = null; // elements
 let ctx = null;
@@ -19,8 +30,8 @@ let cleanup = [];
 
 function fresh() {
   return {
-    q: "", not: "", likes: [], uploads: [], folder: "", source: "", tag: "", after: "", before: "",
-    min: "", k: 60, results: [], active: 0, seq: 0, ctrl: null, timer: null,
+    q: "", not: "", likes: [], uploads: [], folder: "", source: "", tag: "", min: "", k: 60,
+    results: [], rest: [], active: 0, seq: 0, ctrl: null, timer: null, parsed: new Map(), parse: null,
   };
 }
 
@@ -32,6 +43,10 @@ function fromParams(params) {
     .map((id) => ({ id, weight: 1 }));
   s.uploads = (st.uploads || []).filter((u) => known(u.id));
   for (const f of FILTERS) s[f] = params.get(f) || "";
+  for (const key of ["after", "before"]) { // older links: the dates were params
+    const v = params.get(key);
+    if (v && !s.q.includes(`${key}:`)) s.q = `${s.q.trim()} ${filterToken(key, v)}`.trim();
+  }
   const k = parseInt(params.get("k") || "", 10);
   s.k = K_CHOICES.includes(k) ? k : 60;
 }
@@ -66,6 +81,8 @@ function build(root) {
     file: h("input", { type: "file", id: "file", accept: "image/*,.heic,.heif", hidden: true }),
     toggle: h("button", { type: "button", id: "toggle-filters", "aria-expanded": "false", "aria-controls": "filters", title: "Filters (f)" }, "Filters"),
     chips: h("div", { class: "chips", id: "chips" }),
+    filterChips: h("div", { class: "chips filter-chips", id: "filter-chips", "aria-label": "Filters in the query" }),
+    error: h("div", { class: "query-error", id: "query-error", role: "alert", hidden: true }),
     not: h("input", { id: "not", type: "text", autocomplete: "off", placeholder: "e.g. people" }),
     folder: h("input", { id: "folder", type: "text", list: "roots", autocomplete: "off", placeholder: "/path/to/folder" }),
     roots: h("datalist", { id: "roots" }),
@@ -74,11 +91,15 @@ function build(root) {
     source: h("select", { id: "source" }, h("option", { value: "" }, "All"), h("option", { value: "photos" }, "Photos"), h("option", { value: "generated" }, "Generated")),
     after: h("input", { id: "after", type: "date" }),
     before: h("input", { id: "before", type: "date" }),
+    near: h("input", { id: "near", type: "text", autocomplete: "off", placeholder: "e.g. Lisbon" }),
+    camera: h("input", { id: "camera", type: "text", autocomplete: "off", placeholder: "e.g. pixel" }),
+    "in-text": h("input", { id: "in-text", type: "text", autocomplete: "off", placeholder: "e.g. invoice" }),
     min: h("input", { id: "min", type: "number", step: "0.01", min: "-1", max: "1", placeholder: "0.20" }),
     k: h("select", { id: "k" }, ...K_CHOICES.map((n) => h("option", { value: String(n) }, String(n)))),
     clear: h("button", { type: "button", id: "clear-filters" }, "Clear filters"),
     summary: h("p", { id: "summary", class: "summary muted", "aria-live": "polite" }),
     grid: h("ul", { id: "grid", class: "grid", "aria-label": "Results" }),
+    more: h("button", { type: "button", id: "show-more", class: "show-more", hidden: true, title: "The results past the point where relevance drops" }, "Show more"),
     empty: h("div", { id: "welcome", class: "welcome" }),
     drop: h("div", { id: "dropzone", class: "dropzone", hidden: true }, h("p", {}, "Drop the image to find similar ones")),
   };
@@ -87,19 +108,21 @@ function build(root) {
     h("legend", { class: "visually-hidden" }, "Filters"),
     field("Not like", ui.not), field("In folder", ui.folder), ui.roots, field("Source", ui.source),
     field("Tag", ui.tag), ui.tagList,
+    field("Near (place)", ui.near), field("Camera", ui.camera), field("Text in picture", ui["in-text"]),
     field("From", ui.after), field("Before", ui.before), field("Min score", ui.min),
     field("Results", ui.k), h("div", { class: "field end" }, ui.clear),
   );
   const form = h(
     "form", { class: "searchbar", role: "search" },
-    h("div", { class: "query" }, ui.q, ui.pick, ui.toggle), ui.file, ui.chips, ui.filters,
+    h("div", { class: "query" }, ui.q, ui.pick, ui.toggle), ui.file, ui.error, ui.filterChips, ui.chips,
+    ui.filters,
   );
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     search({ push: true });
     focusTile(0);
   });
-  root.append(h("section", { class: "search-page" }, form, ui.summary, ui.empty, ui.grid), ui.drop);
+  root.append(h("section", { class: "search-page" }, form, ui.summary, ui.empty, ui.grid, ui.more), ui.drop);
   wire();
 }
 
@@ -126,19 +149,29 @@ function wire() {
       later();
     });
   }
-  for (const name of ["source", "after", "before"]) {
-    ui[name].addEventListener("change", () => {
-      s[name] = ui[name].value;
-      search({ push: true });
+  ui.source.addEventListener("change", () => {
+    s.source = ui.source.value;
+    search({ push: true });
+  });
+  for (const [id, key] of Object.entries(TEXT_FILTERS)) {
+    ui[id].addEventListener("change", () => setFilter(key, ui[id].value));
+    ui[id].addEventListener("keydown", (e) => {
+      if (e.key !== "Enter") return;
+      e.preventDefault(); // not a form submit: the value goes into the query text first
+      setFilter(key, ui[id].value);
     });
   }
+  ui.more.addEventListener("click", showMore);
   ui.k.addEventListener("change", () => {
     s.k = parseInt(ui.k.value, 10);
     search({ push: true });
   });
-  ui.clear.addEventListener("click", () => {
+  ui.clear.addEventListener("click", async () => {
     for (const f of FILTERS) s[f] = "";
     s.not = "";
+    const parse = await currentParse();
+    if (!s) return;
+    for (const f of [...parse.filters].sort((a, b) => b.start - a.start)) s.q = cut(s.q, f.start, f.end);
     sync();
     search({ push: true });
   });
@@ -168,9 +201,10 @@ function sync() {
   ui.not.value = s.not;
   for (const f of FILTERS) ui[f].value = s[f];
   ui.k.value = String(s.k);
-  const n = FILTERS.filter((f) => s[f]).length + (s.not ? 1 : 0);
+  const inText = s.parse && s.parse.text === s.q ? s.parse.filters.length : 0;
+  const n = FILTERS.filter((f) => s[f]).length + (s.not ? 1 : 0) + inText;
   ui.toggle.textContent = n ? `Filters (${n})` : "Filters";
-  if (n && ui.filters.hidden && !sync.done) toggleFilters(true);
+  if (n - inText && ui.filters.hidden && !sync.done) toggleFilters(true);
   sync.done = true;
   renderChips();
 }
@@ -207,11 +241,92 @@ function renderChips() {
   );
 }
 
+// --- filters in the query text -------------------------------------------------------------
+
+const NOTHING = { filters: [], keywords: [], error: null };
+
+/** How the server reads `text` (GET /api/query), remembered per text. */
+async function readQuery(text, signal) {
+  if (!text.trim()) return { ...NOTHING, text };
+  if (s.parsed.has(text)) return s.parsed.get(text);
+  const answer = { ...(await api("/api/query", { params: { q: text }, signal })), text };
+  if (s.parsed.size > 50) s.parsed.delete(s.parsed.keys().next().value);
+  s.parsed.set(text, answer);
+  return answer;
+}
+
+/** The parse of the box's text as it is now (however it changes while we wait). */
+async function currentParse() {
+  for (;;) {
+    const text = s.q;
+    let parse;
+    try {
+      parse = await readQuery(text);
+    } catch {
+      parse = { ...NOTHING, text };
+    }
+    if (s && s.q === text) return parse;
+    if (!s) return { ...NOTHING, text };
+  }
+}
+
+/** A control changed: write its filter into the query text (replace, add or remove it). */
+async function setFilter(key, value) {
+  const parse = await currentParse();
+  if (!s) return; // the page is gone
+  const token = filterToken(key, value);
+  const found = parse.filters.find((f) => f.key === key);
+  let q = s.q;
+  if (found) {
+    if (token === filterToken(key, found.value)) return;
+    q = cut(q, found.start, found.end, token);
+  } else if (token) {
+    q = [q.trim(), token].filter(Boolean).join(" ");
+  } else {
+    return;
+  }
+  s.q = q;
+  ui.q.value = q;
+  search({ push: true });
+}
+
+/** Remove one chip's filter from the query text and search again. */
+function removeFilter(parse, f) {
+  const written = parse.text.slice(f.start, f.end);
+  let { start, end } = f;
+  if (s.q !== parse.text) { // typed meanwhile: find what the chip stood for
+    start = s.q.indexOf(written);
+    end = start + written.length;
+    if (start < 0) return;
+  }
+  s.q = cut(s.q, start, end);
+  ui.q.value = s.q;
+  ui.q.focus();
+  search({ push: true });
+}
+
+function showParse(parse) {
+  s.parse = parse;
+  const error = parse.error;
+  if (error) ui.q.setAttribute("aria-invalid", "true");
+  else ui.q.removeAttribute("aria-invalid");
+  ui.error.hidden = !error;
+  ui.error.replaceChildren(...(error ? errorParts(parse.text, error) : []));
+  ui.filterChips.replaceChildren(...filterChips(parse, (f) => removeFilter(parse, f)));
+  if (error) return; // the controls keep what they had until the text reads again
+  for (const [id, key] of Object.entries(TEXT_FILTERS)) {
+    if (document.activeElement === ui[id]) continue; // being typed in
+    const found = parse.filters.find((f) => f.key === key);
+    const value = found ? found.value : "";
+    ui[id].value = ui[id].type === "date" ? asDate(value) : value;
+  }
+}
+
 // --- searching ------------------------------------------------------------------------------
 
 function later() {
   clearTimeout(s.timer);
-  s.timer = setTimeout(() => search(), 180);
+  s.timer = setTimeout(() => search(), TYPING_MS);
 }
 
 function request() {
@@ -221,7 +336,7 @@ function request() {
   for (const u of s.uploads) terms.push({ upload: u.id, weight: u.weight });
   const body = {
     terms, k: s.k,
-    filters: { folders: s.folder ? [s.folder] : [], source: s.source || null, tag: s.tag || null, after: s.after || null, before: s.before || null },
+    filters: { folders: s.folder ? [s.folder] : [], source: s.source || null, tag: s.tag || null },
   };
   if (s.q.trim()) body.q = s.q.trim();
   const min = parseFloat(s.min);
@@ -238,19 +353,35 @@ async function search({ push = false, retried = false } = {}) {
   remember({ push });
   sync();
   if (s.ctrl) s.ctrl.abort();
+  const seq = ++s.seq;
   if (!hasQuery()) {
+    showParse({ ...NOTHING, text: s.q });
     s.results = [];
     render();
     welcome();
     return;
   }
-  const seq = ++s.seq;
   s.ctrl = new AbortController();
+  const { signal } = s.ctrl;
   document.body.classList.add("busy");
   try {
-    const answer = await api("/api/search", { json: request(), signal: s.ctrl.signal });
+    const parse = await readQuery(s.q, signal).catch((e) => {
+      if (e.name === "AbortError") throw e;
+      return { ...NOTHING, text: s.q }; // the chips are a help; the search says what is wrong
+    });
+    if (seq !== s.seq) return;
+    showParse(parse);
+    sync();
+    if (parse.error) { // nothing to ask the server: the box says what to fix
+      ui.grid.classList.add("stale");
+      ui.more.hidden = true;
+      ui.summary.textContent = "";
+      return;
+    }
+    const answer = await cutSearch(request(), signal);
     if (seq !== s.seq) return;
     s.results = answer.results;
+    s.rest = answer.rest;
     s.active = 0;
     ui.empty.replaceChildren();
     render(answer);
@@ -272,8 +403,37 @@ async function search({ push = false, retried = false } = {}) {
   }
 }
 
+/**
+ * Search with the automatic cutoff; when it cut the list, the results past the cut come too
+ * (the same ranking, uncut) and wait behind "Show more". At least CUT_FLOOR results show.
+ */
+async function cutSearch(body, signal) {
+  const answer = await api("/api/search", { json: { ...body, cutoff: "auto" }, signal });
+  if (!answer.count || answer.count >= body.k) return { ...answer, rest: [] };
+  const full = await api("/api/search", { json: body, signal });
+  if (full.count <= answer.count) return { ...answer, rest: [] };
+  const keep = Math.max(answer.count, CUT_FLOOR);
+  return {
+    ...full, results: full.results.slice(0, keep), rest: full.results.slice(keep),
+    count: Math.min(keep, full.count), took_ms: answer.took_ms + full.took_ms,
+  };
+}
+
+function showMore() {
+  const start = s.results.length;
+  const more = s.rest;
+  s.results = [...s.results, ...more];
+  s.rest = [];
+  ui.grid.append(...more.map((r, j) => tile(r, start + j)));
+  ui.more.hidden = true;
+  summarize(s.results.length, null);
+  focusTile(start);
+}
+
 function showError(e) {
   s.results = [];
+  s.rest = [];
+  ui.more.hidden = true;
   ui.grid.replaceChildren();
   ui.summary.className = "summary error";
   ui.summary.setAttribute("role", "alert");
@@ -283,6 +443,10 @@ function showError(e) {
 function render(answer) {
   ui.summary.className = "summary muted";
   ui.summary.removeAttribute("role");
+  ui.grid.classList.remove("stale");
+  const rest = (answer && answer.rest) || [];
+  ui.more.hidden = !rest.length;
+  ui.more.textContent = `Show ${rest.length} more`;
   if (!answer) {
     ui.summary.textContent = "";
     ui.grid.replaceChildren();
@@ -293,13 +457,19 @@ function render(answer) {
   } else if (!answer.count) {
     ui.summary.textContent = "No results. Try other words, or loosen the filters.";
   } else {
-    ui.summary.textContent = `${answer.count} result${answer.count === 1 ? "" : "s"} · ${Math.round(answer.took_ms)} ms`;
+    summarize(answer.count, answer.took_ms, rest.length);
   }
   ui.grid.replaceChildren(...s.results.map(tile));
 }
 
+function summarize(n, ms, hidden = 0) {
+  const took = ms === null ? "" : ` · ${Math.round(ms)} ms`;
+  const tail = hidden ? " · the rest match less well" : "";
+  ui.summary.textContent = `${n} result${n === 1 ? "" : "s"}${took}${tail}`;
+}
+
 function tile(r, i) {
-  const label = `${r.name} — score ${formatScore(r.score)}`;
+  const label = r.score === null ? r.name : `${r.name} — score ${formatScore(r.score)}`;
   const img = h("img", {
     src: r.thumb_url, alt: r.name, loading: "lazy", decoding: "async",
     width: String(r.width || 320), height: String(r.height || 320),
@@ -307,6 +477,7 @@ function tile(r, i) {
   const link = h(
     "a", { class: "tile", href: r.file_url, title: label, tabindex: i === 0 ? "0" : "-1", dataset: { index: String(i), id: String(r.id) } },
     img, h("span", { class: "score", "aria-hidden": "true" }, formatScore(r.score)),
+    r.keyword ? h("span", { class: "kw", title: "The quoted words match this picture: its name, folder, tags, place, camera or the text in it" }, "≡ keyword") : null,
   );
   const more = h("button", { type: "button", class: "more-btn", title: "More like this (m)", "aria-label": `More like ${r.name}`, dataset: { more: String(r.id) } }, "≈");
   return h("li", {}, link, more);
@@ -319,6 +490,7 @@ function welcome() {
     h("p", { class: "muted" }, "Type a few words — “a dog on a beach” — and results appear as you type. Or drop, paste or pick an image to find similar ones."),
     h("ul", { class: "tips muted" },
       h("li", {}, "Weights and negatives: ", h("code", {}, "2:beach + sunset - people")),
+      h("li", {}, "Filters and exact words: ", h("code", {}, 'tram near:Lisbon after:2023 camera:pixel text:"menu" "yellow tram"')),
       h("li", {}, "Press ", h("kbd", {}, "?"), " for keyboard shortcuts.")),
   );
 }
