@@ -567,7 +567,7 @@ class IngestRun:
             if everything:
                 store.set_meta({reading.OCR_DONE: lang})
             return
-        why = ocr_unavailable()
+        why = ocr_unavailable(lang)
         if why is not None:
             self.summary.ocr_skipped = why
             return

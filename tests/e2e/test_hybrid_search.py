@@ -199,3 +199,15 @@ def test_ocr_makes_written_words_searchable(tmp_path: Path, lib_dir: Path, tiny_
         again = lib.index([root])  # remembered: the new picture is read
         assert again.texts_read == 1
         assert set(_names(lib.search("text:invoice"))) == {"scan1.jpg", "scan3.jpg"}
+
+
+def test_ocr_without_tesseract_data_is_skipped_with_one_message(
+    tmp_path: Path, lib_dir: Path, tiny_model: str, cli, monkeypatch
+) -> None:
+    # A language whose data is not installed stands for a machine without Tesseract's data.
+    root = tmp_path / "scans"
+    exif_jpeg(root / "scan1.jpg", 1, picture=_text_picture("INVOICE"))
+    result = cli("index", str(root), "--ocr-lang", "xxx")
+    assert "1 added" in result.stdout
+    assert result.stderr.count("OCR skipped:") == 1 and "xxx" in result.stderr
+    assert json.loads(cli("status", "--json").stdout)["ocr"] == "xxx"
