@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 BATCH = 256
 FACTS_DONE = "facts_complete"  # meta: every image has been read for facts once
 OCR_DONE = "ocr_complete"  # meta: the OCR language every image has been read with
+OCR_DRAFT = 1000  # JPEGs decode at a scale keeping the shorter side >= this (OCR reads <= 2000)
 
 
 def facts_row(facts: object) -> dict:
@@ -66,11 +68,13 @@ def facts_of_file(path: str) -> dict:
     from clipsearch.media.metadata import facts_from_exif
 
     try:
-        with Image.open(path) as img:
-            return facts_row(facts_from_exif(img))
+        with warnings.catch_warnings():  # a header is read, no pixels: no bomb to warn of
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                return facts_row(facts_from_exif(img))
     except Exception:  # not a format Pillow opens by itself (RAW): the full reader
         _, info = open_image(path)
-        return facts_row(getattr(info, "facts", None))
+        return facts_row(info.facts) if info.facts is not None else {}
 
 
 @dataclass
@@ -127,7 +131,7 @@ def read_texts(
         if reader is None:
             reader = local.reader = TextReader(lang=lang)
         try:
-            img, _ = open_image(read_file(path), name=path)
+            img, _ = open_image(read_file(path), name=path, draft_size=OCR_DRAFT)
         except UnreadableImage:
             return image_id, None
         try:

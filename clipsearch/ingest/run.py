@@ -173,8 +173,8 @@ def _prepare(job: _Job, params: PreprocessParams, store: Store) -> _Prepared:
         img, out.info = open_image(data, draft_size=min(params.size), name=job.stat.path)
         out.pixels = prepare(img, params)
         out.hashes = phash.compute(img).as_tuple()  # from the same decode
-        facts = getattr(out.info, "facts", None)
-        out.facts = facts_row(facts) if facts is not None else None
+        facts = out.info.facts  # None: the picture's EXIF says nothing (it was read)
+        out.facts = facts_row(facts) if facts is not None else {}
     except UnreadableImage as exc:
         out.error = exc.reason
     return out

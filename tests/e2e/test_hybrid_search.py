@@ -190,6 +190,7 @@ def test_ocr_makes_written_words_searchable(tmp_path: Path, lib_dir: Path, tiny_
     with Library.open(lib_dir, model=tiny_model) as lib:
         first = lib.index([root])  # OCR off: nothing is read
         assert first.texts_read == 0 and lib.search("text:invoice") == []
+        assert first.facts_read == 0  # read with the pixels, EXIF or not: never twice
         summary = lib.index([root], ocr=True)  # turning it on reads every picture once
         assert summary.embedded == 0 and summary.texts_read == 3
         assert _names(lib.search("text:invoice")) == ["scan1.jpg"]
