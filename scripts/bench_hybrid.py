@@ -117,7 +117,8 @@ def words() -> list[str]:
 def build(lib_dir: Path, photos: Path, spec: str, n: int, dim: int) -> dict:
     from clipsearch import Library
     from clipsearch.ingest.reading import facts_row
-    from clipsearch.media.metadata import PhotoFacts, find_places
+    from clipsearch.media.metadata import PhotoFacts
+    from clipsearch.media.places import find_places
     from clipsearch.store.store import Changes, NewImage
 
     real = photos / "real"

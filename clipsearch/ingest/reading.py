@@ -39,7 +39,7 @@ OCR_DRAFT = 1000  # JPEGs decode at a scale keeping the shorter side >= this (OC
 
 def facts_row(facts: object) -> dict:
     """`media.metadata.PhotoFacts` -> the photo_facts columns, with the place resolved."""
-    from clipsearch.media.metadata import PlaceDataMissing, place_at
+    from clipsearch.media.places import PlaceDataMissing, place_at
 
     row: dict = {
         "camera_make": getattr(facts, "camera_make", None),

