@@ -12,6 +12,17 @@ so the default seeds never coincide with the shipped model's 1000 training steps
 * **heldout** (``--n-heldout`` images): only ``HELDOUT_COMBOS`` colour+shape pairs, which
   training never showed (neither as images nor as captions).
 
+Those two sets use the project's own renderer. **Top-4 queries across renderers**
+(``--style-rounds`` rounds, seed ``--seed + 4``) asks whether a colour+shape query finds
+pictures of that thing however they were drawn: each round draws 4 single-object pictures of
+every colour+shape pair in each of four styles (``clipsearch.demo.other_renderer``): the
+house renderer, the "pil" and "sdf" renderers of training, and the held-out "plain" style
+("another program": one filled shape, 224 px, white, random size and position, never used in
+training). Each query "a <colour> <shape>" passes when >= 3 of its top 4 pictures have its
+colour and shape; the fractions of passing queries are reported per style (a gallery of one
+style), and over mixed galleries (one picture of each style per pair, so 4 of 192 pictures
+match each query), for all queries and for the held-out combinations alone.
+
 Images are rendered at ``--render-size`` pixels and go through the model's own preprocessing
 (``open_clip.create_model_and_transforms``), exactly like images a user indexes. All metrics
 are defined in ``DEFINITIONS`` below and printed with the results.
@@ -33,10 +44,10 @@ from typing import Any
 import torch
 
 try:
-    from clipsearch.demo import shapes
+    from clipsearch.demo import other_renderer, shapes
 except ImportError:  # running from a source checkout without an install
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from clipsearch.demo import shapes
+    from clipsearch.demo import other_renderer, shapes
 
 DEFINITIONS = {
     "zero_shot_colour_shape_acc": (
@@ -73,6 +84,23 @@ DEFINITIONS = {
     "image_query_same_colour_shape_precision@3": (
         "same groups: fraction of the 3 most similar candidates with the query's colour and "
         "shape, averaged (chance 0.5)"
+    ),
+    "top4_pass": (
+        "styles house, pil, sdf (the renderers of training) and plain (held-out style: one "
+        "filled shape drawn by 'another program', 224 px, white, random size and position); "
+        "each round draws 4 single-object pictures per colour x shape pair and style. Query "
+        "'a <colour> <shape>' for every pair; it passes when >= 3 of its 4 most similar "
+        "pictures have its colour and shape. by_style: galleries of one style (192 "
+        "pictures, 4 matching); mixed: galleries of one picture per pair and style (192 "
+        "pictures, 4 matching, one per style). Reported: fraction of passing queries over "
+        "all pairs, the seen pairs and the held-out combinations; target >= 0.9"
+    ),
+    "plain_in_top4": (
+        "mixed galleries: fraction of the held-out style's matching pictures that reach "
+        "their query's top 4 (1 of the 4 top places is theirs when styles are ranked alike)"
+    ),
+    "zero_shot_by_style": (
+        "the same pictures, each classified among the 48 prompts 'a <colour> <shape>'"
     ),
 }
 
@@ -234,6 +262,88 @@ def image_query_metrics(
     }
 
 
+def style_metrics(
+    model: Any,
+    tokenizer: Callable,
+    preprocess: Callable,
+    *,
+    rounds: int = 5,
+    per_pair: int = 4,
+    seed: int = 10_005,
+) -> dict[str, Any]:
+    """Top-4 colour+shape queries over pictures of four rendering styles (``top4_pass``)."""
+    styles = other_renderer.STYLES
+    pairs = list(product(shapes.COLOURS, shapes.SHAPES))
+    held = [p in shapes.HELDOUT_COMBOS for p in pairs]
+    prompts = [shapes.caption(shapes.Description(1, None, c, k)) for c, k in pairs]
+    text = encode_texts(model, tokenizer, prompts)
+    # counts of passing queries: {gallery: {"all"/"seen"/"heldout_combos": [passed, total]}}
+    tally: dict[str, dict[str, list[int]]] = {}
+    zero_shot = {st: [0, 0] for st in styles}
+    plain_top4 = [0, 0]
+    plain_round0: dict[str, int] = {}
+
+    def count(gallery: str, hits: list[int]) -> None:
+        t = tally.setdefault(gallery, {g: [0, 0] for g in ("all", "seen", "heldout_combos")})
+        for h, is_held in zip(hits, held, strict=True):
+            for g in ("all", "heldout_combos" if is_held else "seen"):
+                t[g][0] += h >= 3
+                t[g][1] += 1
+
+    for r in range(rounds):
+        emb: dict[str, torch.Tensor] = {}
+        for i, style in enumerate(styles):
+            rng = random.Random(seed * 1_000 + r * 10 + i)
+            pics = [
+                other_renderer.sample_picture(
+                    rng, shapes.Description(1, None, c, k), style, "include"
+                )[1]
+                for c, k in pairs
+                for _ in range(per_pair)
+            ]
+            emb[style] = encode_images(model, preprocess, pics)
+            truth = torch.arange(len(pairs)).repeat_interleave(per_pair)
+            pred = (emb[style] @ text.T).argmax(1)
+            zero_shot[style][0] += int((pred == truth).sum())
+            zero_shot[style][1] += len(truth)
+            top = (text @ emb[style].T).topk(4, dim=1).indices // per_pair
+            hits = [int((row == q).sum()) for q, row in enumerate(top)]
+            count(style, hits)
+            if style == other_renderer.HELDOUT_STYLE and r == 0:
+                plain_round0 = dict(zip(prompts, hits, strict=True))
+        for j in range(per_pair):  # mixed galleries: picture j of each style
+            gallery = torch.cat([emb[st][j::per_pair] for st in styles])  # style-major
+            top = (text @ gallery.T).topk(4, dim=1).indices
+            hits = [int((row % len(pairs) == q).sum()) for q, row in enumerate(top)]
+            count("mixed", hits)
+            plain = styles.index(other_renderer.HELDOUT_STYLE) * len(pairs)
+            for q, row in enumerate(top.tolist()):
+                plain_top4[0] += (plain + q) in row
+                plain_top4[1] += 1
+
+    def frac(x: list[int]) -> float:
+        return round(x[0] / max(1, x[1]), 4)
+
+    by = {g: {k: frac(v) for k, v in t.items()} for g, t in tally.items()}
+    return {
+        "heldout_style": by[other_renderer.HELDOUT_STYLE]["all"],
+        "heldout_combos": by["mixed"]["heldout_combos"],
+        "overall": by["mixed"]["all"],
+        "target": 0.9,
+        "top4_pass": {
+            "mixed": by["mixed"],
+            "by_style": {st: by[st] for st in styles},
+            "queries": {g: v["all"][1] for g, v in tally.items()},
+        },
+        "plain_in_top4": frac(plain_top4),
+        "zero_shot_by_style": {st: frac(v) for st, v in zero_shot.items()},
+        "plain_round0_matches_in_top4": plain_round0,
+        "rounds": rounds,
+        "pictures_per_pair_and_style": per_pair,
+        "seed": seed,
+    }
+
+
 def evaluate(
     model: Any,
     tokenizer: Callable,
@@ -243,8 +353,9 @@ def evaluate(
     n_heldout: int = 1600,
     seed: int = 10_001,
     render_size: int = 256,
+    style_rounds: int = 5,
 ) -> dict[str, Any]:
-    """Evaluate ``model`` on both splits; returns a JSON-able dict."""
+    """Evaluate ``model`` on both splits and across renderers; returns a JSON-able dict."""
     t0 = time.time()
     model.eval()
     seen, seen_images = make_split(n_seen, seed, "exclude", render_size)
@@ -259,7 +370,9 @@ def evaluate(
         model, tokenizer, held_img, held_d, torch.cat([seen_img, held_img]), seen_d + held_d
     )
     held_m.update(image_query_metrics(model, preprocess, 100, seed + 3, "only", render_size))
+    styles = style_metrics(model, tokenizer, preprocess, rounds=style_rounds, seed=seed + 4)
     return {
+        "across_renderers": styles,
         "seen": seen_m,
         "heldout_combos": held_m,
         "heldout_pairs": sorted(f"{c} {k}" for c, k in shapes.HELDOUT_COMBOS),
@@ -278,7 +391,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--n-heldout", type=int, default=1600)
     ap.add_argument("--seed", type=int, default=10_001, help="seen split seed; heldout: +1")
     ap.add_argument("--render-size", type=int, default=256, help="pixels before preprocessing")
+    ap.add_argument("--style-rounds", type=int, default=5, help="rounds of the top-4 test")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--only-styles", action="store_true", help="only the top-4 test")
     args = ap.parse_args(argv)
     import open_clip
 
@@ -286,6 +401,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     model, _, preprocess = open_clip.create_model_and_transforms(args.model)
     tokenizer = open_clip.get_tokenizer(args.model)
+    model.eval()
+    if args.only_styles:
+        result = style_metrics(
+            model, tokenizer, preprocess, rounds=args.style_rounds, seed=args.seed + 4
+        )
+        result["model"] = args.model
+        print(json.dumps(result, indent=2))
+        return 0
     result = evaluate(
         model,
         tokenizer,
@@ -294,6 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         n_heldout=args.n_heldout,
         seed=args.seed,
         render_size=args.render_size,
+        style_rounds=args.style_rounds,
     )
     result["model"] = args.model
     print(json.dumps(result, indent=2))

@@ -744,6 +744,21 @@ def _similar(
     return similar_pairs(ids, vectors, threshold, index=index), cal
 
 
+PQ_MARGIN = 0.05  # a compressed index's candidate pairs: this much under the threshold
+
+
+def _exact_scores(store: Store, dim: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosines of pairs (a[i], b[i]) from the stored vectors (0 for a vector gone)."""
+    wanted = np.unique(np.concatenate([a, b]))
+    ids, vecs = store.get_vectors(wanted, dim)
+    pos = {int(i): n for n, i in enumerate(ids.tolist())}
+    out = np.zeros(len(a), np.float32)
+    for n, (x, y) in enumerate(zip(a.tolist(), b.tolist(), strict=True)):
+        if x in pos and y in pos:
+            out[n] = float(vecs[pos[x]] @ vecs[pos[y]])
+    return out
+
+
 def _similar_through(
     store: Store, dim: int, threshold: float, not_distinct: set[int], reading: Reading
 ) -> tuple[list[Pair], Calibration]:
@@ -779,9 +794,15 @@ def _similar_through(
     if not cal.used:
         return [], cal
     with reading() as index:  # one matrix product per IVF list (see VectorIndex.similar_pairs)
-        a_ids, b_ids, sims = index.similar_pairs(float(threshold))
+        compressed = index.compressed
+        margin = PQ_MARGIN if compressed else 0.0  # PQ codes' scores are approximate
+        a_ids, b_ids, sims = index.similar_pairs(float(threshold) - margin)
     ok = _member(a_ids, distinct) & _member(b_ids, distinct)
     a_ids, b_ids, sims = a_ids[ok], b_ids[ok], sims[ok]
+    if compressed and len(a_ids):  # the candidates scored again with the stored vectors
+        sims = _exact_scores(store, dim, a_ids, b_ids)
+        ok = sims >= threshold
+        a_ids, b_ids, sims = a_ids[ok], b_ids[ok], sims[ok]
     if not len(a_ids):
         return [], cal
     order = np.lexsort((-sims, b_ids, a_ids))

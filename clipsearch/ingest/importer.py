@@ -193,7 +193,7 @@ def adopt_index(lib: Library, folder: Path, index_dir: Path, facts: dict) -> dic
     import pyarrow.parquet as pq
 
     from clipsearch.spark.index_build import INDEX_FILE
-    from clipsearch.store.faiss_index import VectorIndex
+    from clipsearch.store.faiss_index import RERANK, RERANK_META, VectorIndex
 
     layout = _check_layout(folder, index_dir, facts)
     n = sum(rows for _, rows, _ in layout)
@@ -217,6 +217,8 @@ def adopt_index(lib: Library, folder: Path, index_dir: Path, facts: dict) -> dic
         ids, vecs = lib.store.get_vectors(others, index.dim)
         index.add(ids, vecs)
     lib.vectors.adopt(index)
+    if index.compressed:  # how deep its searches re-rank, as `spark index` measured
+        lib.store.set_meta({RERANK_META: str(int(facts.get("rerank") or RERANK))})
     return {
         "kind": index.kind,
         "vectors": index.ntotal,
@@ -224,6 +226,8 @@ def adopt_index(lib: Library, folder: Path, index_dir: Path, facts: dict) -> dic
         "added": len(others),
         "nprobe": index.nprobe,
         "recall_at_10": facts.get("recall_at_10"),
+        "compressed": index.compressed,
+        "rerank": facts.get("rerank"),
     }
 
 

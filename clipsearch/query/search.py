@@ -30,7 +30,13 @@ from clipsearch.media.images import load_for_model
 from clipsearch.query.parse import Query, Term
 from clipsearch.store import keywords
 from clipsearch.store.facts import ids_in_country, ids_near
-from clipsearch.store.faiss_index import VectorIndex
+from clipsearch.store.faiss_index import (
+    RERANK,
+    RERANK_META,
+    SearchHits,
+    VectorIndex,
+    rerank,
+)
 from clipsearch.store.features import ids_with_tag
 from clipsearch.store.store import ImageRow, Store
 
@@ -200,8 +206,7 @@ class Searcher:
             want = min(want, CUTOFF_WINDOW)
         fetch = want + len(excluded) + 8
         while True:
-            with self.index_access() as index:
-                hits = index.search(q, fetch, allowed=allowed)[0]
+            hits = self.nearest(q, fetch, allowed)
             results = self._results(hits.ids, hits.scores, excluded, query)
             exhausted = len(hits.ids) < fetch
             below = (
@@ -216,12 +221,25 @@ class Searcher:
                 return results
             fetch *= 4
 
+    def nearest(self, q: np.ndarray, k: int, allowed: np.ndarray | None) -> SearchHits:
+        """The index's top `k`; from a compressed (PQ) index, k x its re-ranking depth of
+        candidates re-ranked with the stored vectors, so approximate codes never decide the
+        order or the scores."""
+        with self.index_access() as index:
+            compressed = index.compressed
+            depth = int(self.store.get_meta(RERANK_META) or RERANK) if compressed else 1
+            hits = index.search(q, k * depth, allowed=allowed)[0]
+        if not compressed or not len(hits.ids):
+            return hits
+        ids, vecs = self.store.get_vectors(hits.ids, self.dim)
+        ids, scores = rerank(ids, vecs @ q, k)
+        return SearchHits(ids, scores)
+
     def _fused(self, q: np.ndarray, query: Query, allowed: np.ndarray | None) -> list[SearchResult]:
         """The semantic and keyword rankings fused (reciprocal rank fusion)."""
         excluded = set(query.positive_ids)
         depth = max(FUSION_DEPTH, 2 * query.k)
-        with self.index_access() as index:
-            hits = index.search(q, depth + len(excluded), allowed=allowed)[0]
+        hits = self.nearest(q, depth + len(excluded), allowed)
         semantic = [int(i) for i in hits.ids.tolist() if int(i) not in excluded][:depth]
         with self.store.engine.connect() as conn:
             found = keywords.ranked_within(conn, _phrases(query), allowed, depth)

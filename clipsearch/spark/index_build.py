@@ -2,12 +2,16 @@
 
 1. The driver trains the IVF (the library's kind: inner product, float16 vectors, lists
    about sqrt(N)) on a **random** sample of all shards' rows (autofaiss takes the first
-   vectors in file order, which is biased when the shards follow folders).
+   vectors in file order, which is biased when the shards follow folders). When float16
+   vectors would not fit in --max-memory, the IVF keeps product-quantised codes instead (PQ:
+   as many bytes per vector as fit, 8 to 128), and every search of it re-ranks 10, 30 or 100
+   candidates per result (the smallest depth that reaches --recall) with the exact vectors
+   (the shards here, the library's store after import).
 2. Spark adds the shards in parallel: each task fills a copy of the trained, empty index
    with one shard and writes it as a part file.
 3. The driver merges the parts (memory: the index and one part), then measures recall@10
    against exact search for held-out queries (rows not in the training sample), choosing
-   the smallest nprobe that reaches --recall, and records it with the index.
+   the smallest nprobe that reaches --recall (after re-ranking, for PQ), and records it.
 
 The ids in the index are row numbers across the shards (shard offsets in index.json);
 `clipsearch import EMB_DIR --index INDEX_DIR` maps them to the library's image ids and
@@ -55,6 +59,8 @@ class IndexSummary:
     recall_seconds: float = 0.0
     seconds: float = 0.0
     peak_task_rss_mb: float = 0.0
+    pq_bytes: int = 0  # bytes per code of a compressed (PQ) index; 0: float16 vectors
+    rerank: int = 0  # a compressed index's re-ranking depth (candidates per result)
     shards: list[list[int]] = field(default_factory=list)  # [number, rows, offset]
 
     def to_dict(self) -> dict:
@@ -95,6 +101,16 @@ def _rows(folder: Path, layout: list[list[int]], wanted: np.ndarray) -> np.ndarr
     return np.concatenate(parts) if parts else np.empty((0, 0), np.float32)
 
 
+def _vectors_of(folder: Path, layout: list[list[int]], ids: np.ndarray) -> np.ndarray:
+    """Exact vectors of global rows `ids`, in the order given (re-ranking PQ candidates)."""
+    ids = np.asarray(ids, np.int64)
+    order = np.argsort(ids, kind="stable")
+    found = _rows(folder, layout, ids[order])
+    out = np.empty_like(found)
+    out[order] = found
+    return out
+
+
 def _chunks(folder: Path, layout: list[list[int]]) -> Callable[[], Iterator]:
     def chunks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for number, rows, offset in layout:
@@ -118,7 +134,14 @@ def build(
     seed: int = 1234,
 ) -> IndexSummary:
     from clipsearch.spark.job import _context, spark_session, stop_soon
-    from clipsearch.store.faiss_index import nlist_for, trained_ivf, tune_nprobe
+    from clipsearch.store.faiss_index import (
+        nlist_for,
+        pq_subquantizers,
+        trained_ivf,
+        trained_ivfpq,
+        tune_compressed,
+        tune_nprobe,
+    )
 
     t0 = time.perf_counter()
     folder = Path(emb_dir).expanduser().resolve()
@@ -137,20 +160,37 @@ def build(
     nlist = min(nlist_for(n), n // 39)
     need = int(n * (2 * dim + 8) * 1.1 + nlist * dim * 4)  # float16 codes, ids, centroids
     budget = parse_memory(max_memory)
+    pq = None  # bytes per vector of a compressed (PQ) index, when float16 does not fit
     if budget is not None and need > budget:
-        raise ConfigError(
-            f"an index of {n} {dim}-d vectors needs about {need / 2**30:.1f} GB in memory, "
-            f"over --max-memory {max_memory}",
-            hint="Compressed (PQ) indexes are not built yet: raise --max-memory, or use a "
-            "machine with more memory for this step.",
+        room = (budget - nlist * dim * 4 - 256 * dim * 4) / (n * 1.1)
+        pq = pq_subquantizers(dim, room)
+        if pq is None:
+            raise ConfigError(
+                f"an index of {n} {dim}-d vectors needs at least "
+                f"{(n * 16 * 1.1 + nlist * dim * 4) / 2**30:.1f} GB in memory even compressed "
+                f"to 8 bytes per vector, over --max-memory {max_memory}",
+                hint="Raise --max-memory, or use a machine with more memory for this step.",
+            )
+        notice.info(
+            "float16 vectors would need %.1f GB: building a compressed index (PQ, %d bytes "
+            "per vector) whose candidates are re-ranked with the exact vectors",
+            need / 2**30,
+            pq,
         )
     summary = IndexSummary(str(out), vectors=n, dim=dim, nlist=nlist, recall_target=recall)
     summary.shards = layout
+    summary.pq_bytes = pq or 0
     rng = np.random.default_rng(seed)
-    picked = np.sort(rng.choice(n, size=min(n, 40 * nlist), replace=False))
+    size = min(n, max(40 * nlist, 256 * 40 if pq else 0))  # PQ codebooks want 40 per code
+    picked = np.sort(rng.choice(n, size=size, replace=False))
     notice.info("training the IVF (%d lists) on %d random rows ...", nlist, len(picked))
     t1 = time.perf_counter()
-    trained = trained_ivf(dim, nlist, _rows(folder, layout, picked), seed=seed)
+    sample = _rows(folder, layout, picked)
+    if pq:
+        trained = trained_ivfpq(dim, nlist, pq, sample, seed=seed)
+    else:
+        trained = trained_ivf(dim, nlist, sample[: 40 * nlist], seed=seed)
+    del sample
     summary.train_seconds = round(time.perf_counter() - t1, 3)
 
     import faiss
@@ -193,7 +233,18 @@ def build(
         held_out = np.arange(n)
     queries = np.sort(rng.choice(held_out, size=min(QUERIES, len(held_out)), replace=False))
     q_vecs = _rows(folder, layout, queries)
-    nprobe, got = tune_nprobe(index, queries, q_vecs, _chunks(folder, layout), target=recall)
+    if pq:
+        nprobe, got, depth = tune_compressed(
+            index,
+            queries,
+            q_vecs,
+            _chunks(folder, layout),
+            recall,
+            lambda ids: _vectors_of(folder, layout, ids),
+        )
+        summary.rerank = depth
+    else:
+        nprobe, got = tune_nprobe(index, queries, q_vecs, _chunks(folder, layout), target=recall)
     index.nprobe = nprobe
     summary.nprobe, summary.recall_at_10 = nprobe, round(got, 4)
     summary.queries = len(queries)
@@ -209,6 +260,8 @@ def build(
     summary.seconds = round(time.perf_counter() - t0, 3)
     facts = {
         "layout": INDEX_LAYOUT,
+        "compressed": bool(pq),
+        "rerank": summary.rerank or None,
         "model": manifest.model,
         "model_fingerprint": manifest.model_fingerprint,
         "precision": manifest.precision,

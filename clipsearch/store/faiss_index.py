@@ -109,6 +109,12 @@ class VectorIndex:
     def nprobe(self) -> int | None:
         return int(self._index.nprobe) if self.kind == "ivf" else None
 
+    @property
+    def compressed(self) -> bool:
+        """True for an IVF of product-quantised codes (`spark index --max-memory`): its
+        scores are approximate, so searches re-rank its candidates with the stored vectors."""
+        return self.kind == "ivf" and is_compressed(self._index)
+
     def ids(self) -> np.ndarray:
         """Every id in the index (a copy)."""
         faiss = _faiss()
@@ -294,10 +300,20 @@ class VectorIndex:
         sizes = np.array([lists.list_size(m) for m in range(ivf.nlist)], np.int64)
         starts = np.concatenate([[0], np.cumsum(sizes)])
 
+        pq = is_compressed(ivf)
+        if pq:
+            ivf = faiss.downcast_index(ivf)  # an IndexIVFPQ: its quantiser decodes codes
+
         def members(m: int) -> tuple[np.ndarray, np.ndarray]:
             n = int(sizes[m])
             ids = faiss.rev_swig_ptr(lists.get_ids(m), n).astype(np.int64)
             codes = faiss.rev_swig_ptr(lists.get_codes(m), n * ivf.code_size)
+            if pq:  # product-quantised: decoded (approximate), the list's centroid added back
+                codes = np.frombuffer(codes, np.uint8).reshape(n, ivf.code_size)
+                vecs = ivf.pq.decode(codes)
+                if ivf.by_residual:
+                    vecs += ivf.quantizer.reconstruct(m)
+                return ids, vecs.astype(np.float16)
             return ids, np.frombuffer(codes, dtype="<f2").reshape(n, d)  # float16 codes
 
         found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
@@ -533,6 +549,27 @@ def _fsync_dir(folder: Path) -> None:
 Chunks = Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]  # -> (ids, vectors), again
 
 
+def search_reranked(
+    index,
+    queries: np.ndarray,
+    k: int,
+    vectors_of: Callable[[np.ndarray], np.ndarray] | None,
+    depth: int = 10,
+) -> np.ndarray:
+    """The ids of each query's top `k`; re-ranked exactly from k x `depth` candidates when
+    `vectors_of` is given (-1 pads)."""
+    if vectors_of is None:
+        return index.search(queries, k)[1]
+    _, cand = index.search(queries, k * depth)
+    out = np.full((len(queries), k), -1, np.int64)
+    for row, (q, c) in enumerate(zip(queries, cand, strict=True)):
+        c = c[c >= 0]
+        if len(c):
+            best, _ = rerank(c, vectors_of(c) @ q, k)
+            out[row, : len(best)] = best
+    return out
+
+
 def nlist_for(n: int) -> int:
     """IVF lists for n vectors: about sqrt(n), 64 to 8192; training wants 40 per list."""
     return int(min(max(64, round(np.sqrt(n))), 8192))
@@ -592,21 +629,98 @@ def trained_ivf(dim: int, nlist: int, sample: np.ndarray, *, seed: int = 1234):
     return index
 
 
+RERANK = 10  # a compressed index is asked for k x RERANK candidates, re-scored exactly
+RERANK_META = "index_rerank"  # library meta: the depth an adopted compressed index needs
+RERANK_DEPTHS = (10, 30, 100)  # the depths `spark index` tries, smallest first
+
+
+def is_compressed(index) -> bool:
+    """Whether a FAISS IVF index keeps product-quantised codes (approximate scores)."""
+    faiss = _faiss()
+    try:
+        ivf = faiss.extract_index_ivf(index)
+    except RuntimeError:
+        return False
+    return isinstance(faiss.downcast_index(ivf), faiss.IndexIVFPQ)
+
+
+def pq_subquantizers(dim: int, budget_per_vector: float) -> int | None:
+    """The most PQ sub-quantisers (bytes per code, 8 bits each) that divide `dim` and fit a
+    budget of bytes per vector (the code plus an 8-byte id); None if not even 8 fit."""
+    for m in (128, 96, 64, 48, 32, 24, 16, 8):
+        if m < dim and dim % m == 0 and m + 8 <= budget_per_vector:
+            return m
+    return None
+
+
+def trained_ivfpq(dim: int, nlist: int, m: int, sample: np.ndarray, *, seed: int = 1234):
+    """An empty IVF-PQ index (inner product, `m` bytes per vector, residuals to the list's
+    centroid encoded): for collections whose float16 vectors do not fit in memory. Its scores
+    are approximate; searches re-rank its candidates with exact vectors (RERANK)."""
+    faiss = _faiss()
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed = seed
+    index.pq.cp.seed = seed
+    index.train(np.ascontiguousarray(sample, dtype=np.float32))
+    return index
+
+
+def rerank(ids: np.ndarray, exact: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The best `k` of candidates by their exact scores (`exact`, aligned with `ids`)."""
+    order = np.argsort(-exact, kind="stable")[:k]
+    return ids[order], exact[order].astype(np.float32)
+
+
 def tune_nprobe(
     index,
     query_ids: np.ndarray,
     queries: np.ndarray,
     chunks: Chunks,
     target: float | None = None,
+    vectors_of: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[int, float]:
     """Smallest nprobe whose recall@10 on the queries (each one's own id left out) meets the
     target (RECALL_TARGET), and that recall; the exact answers come from streaming the
-    vectors once (no second copy)."""
+    vectors once (no second copy). With `vectors_of` (ids -> exact vectors), the index's
+    k x RERANK candidates are re-ranked exactly first, as searches of a compressed index are."""
     target = RECALL_TARGET if target is None else target
-    faiss = _faiss()
     queries = np.ascontiguousarray(queries, dtype=np.float32)
+    truth = exact_top10(query_ids, queries, chunks)
+    return _smallest_nprobe(index, query_ids, queries, truth, target, vectors_of, RERANK)
+
+
+def tune_compressed(
+    index,
+    query_ids: np.ndarray,
+    queries: np.ndarray,
+    chunks: Chunks,
+    target: float,
+    vectors_of: Callable[[np.ndarray], np.ndarray],
+) -> tuple[int, float, int]:
+    """For a compressed (PQ) index: the smallest re-ranking depth (RERANK_DEPTHS, candidates
+    per result) and then nprobe whose re-ranked recall@10 meets `target`: (nprobe, recall,
+    depth). PQ codes blur near neighbours together, so depth matters more than nprobe."""
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    truth = exact_top10(query_ids, queries, chunks)
+    best = (int(index.nlist), 0.0, RERANK_DEPTHS[-1])
+    for depth in RERANK_DEPTHS:
+        nprobe, recall = _smallest_nprobe(
+            index, query_ids, queries, truth, target, vectors_of, depth
+        )
+        if recall >= target:
+            return nprobe, recall, depth
+        if recall > best[1]:
+            best = (nprobe, recall, depth)
+    index.nprobe = best[0]
+    return best
+
+
+def exact_top10(query_ids: np.ndarray, queries: np.ndarray, chunks: Chunks) -> list[set[int]]:
+    """Each query's exact 10 nearest ids (its own id left out), streaming the vectors once."""
+    faiss = _faiss()
     n_q = len(queries)
-    exact = faiss.IndexFlatIP(index.d)
+    exact = faiss.IndexFlatIP(queries.shape[1])
     best_s = np.full((n_q, 11), -np.inf, np.float32)
     best_i = np.full((n_q, 11), -1, np.int64)
     for ids, vecs in chunks():
@@ -619,11 +733,22 @@ def tune_nprobe(
         order = np.argsort(-all_s, axis=1)[:, :11]
         best_s = np.take_along_axis(all_s, order, axis=1)
         best_i = np.take_along_axis(all_i, order, axis=1)
-    truth = [set(row[row != q][:10].tolist()) for row, q in zip(best_i, query_ids, strict=True)]
+    return [set(row[row != q][:10].tolist()) for row, q in zip(best_i, query_ids, strict=True)]
+
+
+def _smallest_nprobe(
+    index,
+    query_ids: np.ndarray,
+    queries: np.ndarray,
+    truth: list[set[int]],
+    target: float,
+    vectors_of: Callable[[np.ndarray], np.ndarray] | None,
+    depth: int,
+) -> tuple[int, float]:
     nprobe, recall = 1, 0.0
     while True:
         index.nprobe = min(nprobe, index.nlist)
-        _, got = index.search(queries, 11)
+        got = search_reranked(index, queries, 11, vectors_of, depth)
         hits = sum(
             len(t & set(g[g != q][:10].tolist()))
             for t, g, q in zip(truth, got, query_ids, strict=True)

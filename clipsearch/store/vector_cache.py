@@ -119,6 +119,7 @@ class VectorCache:
                 "vectors": index.ntotal if index else 0,
                 "nprobe": index.nprobe if index else None,
                 "file": name,
+                "compressed": bool(index and index.compressed),
                 "unsaved_changes": unsaved,
             }
         facts.pop("seq", None)
@@ -209,6 +210,8 @@ class VectorCache:
         checked = int(state.get("checked_at", 0))
         if dim is None or index.ntotal < APPROX_THRESHOLD or index.ntotal < 2 * checked:
             return
+        if index.compressed:  # adopted for its small memory (spark index --max-memory): a
+            return  # float16 rebuild could need what the machine does not have
         built = self._build(dim, approximate=True)
         with self._mutex:
             try:
@@ -398,6 +401,7 @@ class VectorCache:
             "vectors": index.ntotal,
             "nprobe": index.nprobe,
             "file": path.name,
+            "compressed": index.compressed,
         }
         # The newest LOG_KEPT entries stay: a long-lived reader (`serve`) a little behind
         # replays them instead of reading the whole new file.
