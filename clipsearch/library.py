@@ -817,17 +817,23 @@ class Library:
         *,
         index: str | Path | None = None,
         progress: ProgressFn | None = None,
+        path_map: dict[str, str] | None = None,
     ) -> ImportSummary:
         """Bring shards written by `clipsearch spark embed` into the library: rows, vectors,
         hashes and failures, no model work. Refuses shards of another model. `index`: a
         folder written by `clipsearch spark index` over these shards, adopted as the
-        library's index."""
+        library's index. `path_map` turns URI prefixes into local folders where the same
+        files are mounted ({"hdfs://nn/photos": "/mnt/photos"}); file: URIs need none."""
         from clipsearch.ingest.importer import import_shards
 
         index_dir = None if index is None else Path(index).expanduser().resolve()
         with self._lock.holding("clipsearch import"):
             return import_shards(
-                self, Path(folder).expanduser().resolve(), index_dir=index_dir, progress=progress
+                self,
+                Path(folder).expanduser().resolve(),
+                index_dir=index_dir,
+                progress=progress,
+                path_map=path_map,
             )
 
     # --- lifetime -----------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import click
 
@@ -173,9 +174,19 @@ def spark_index(
     metavar="INDEX_DIR",
     help="Adopt the index `clipsearch spark index` built over these shards.",
 )
+@click.option(
+    "--map",
+    "maps",
+    multiple=True,
+    metavar="URI=PATH",
+    help="Where files of a URI prefix are mounted here: hdfs://nn/photos=/mnt/photos "
+    "(repeatable; file: URIs need none).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @click.pass_obj
-def import_(state: State, folder: str, index_dir: str | None, as_json: bool) -> None:
+def import_(
+    state: State, folder: str, index_dir: str | None, maps: tuple[str, ...], as_json: bool
+) -> None:
     """Bring embeddings made by `clipsearch spark embed` into the library (no model work).
 
     Shards of another model, precision or vector size than the library's are refused; an
@@ -184,7 +195,9 @@ def import_(state: State, folder: str, index_dir: str | None, as_json: bool) -> 
     imported files unchanged and embeds only what is new.
     """
     with state.open_library(create=True, check_model=False) as lib, progress_bar(state) as bar:
-        summary = lib.import_embeddings(folder, index=index_dir, progress=bar)
+        summary = lib.import_embeddings(
+            folder, index=index_dir, progress=bar, path_map=_path_map(maps)
+        )
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))
     elif not state.quiet:
@@ -198,3 +211,13 @@ def import_(state: State, folder: str, index_dir: str | None, as_json: bool) -> 
                 f"Adopted the prebuilt index: {summary.index['vectors']} vectors, nprobe "
                 f"{summary.index['nprobe']}, recall@10 {summary.index['recall_at_10']}"
             )
+
+
+def _path_map(maps: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in maps:
+        prefix, sep, local = item.partition("=")
+        if not sep or not prefix or not local:
+            raise click.BadParameter(f"{item!r}: write URI=PATH", param_hint="--map")
+        out[prefix] = os.path.abspath(os.path.expanduser(local))
+    return out

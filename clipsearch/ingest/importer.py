@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import numpy as np
 
@@ -86,6 +87,7 @@ def import_shards(
     *,
     index_dir: Path | None = None,
     progress: Callable[[Progress], None] | None = None,
+    path_map: dict[str, str] | None = None,
 ) -> ImportSummary:
     """Stream every finished shard under `folder` into `lib` (the caller holds the lock);
     with `index_dir` (`clipsearch spark index`), adopt that index instead of the library's."""
@@ -120,8 +122,10 @@ def import_shards(
 
     for done, number in enumerate(numbers):
         shard = sh.read_shard(folder, number)
-        paths = [os.fsdecode(r["path_bytes"]) for r in shard.rows]
-        known = lib.store.rows_at(paths + [os.fsdecode(e["path_bytes"]) for e in shard.errors])
+        paths = [local_path(r["path_bytes"], path_map) for r in shard.rows]
+        known = lib.store.rows_at(
+            paths + [local_path(e["path_bytes"], path_map) for e in shard.errors]
+        )
         for start in range(0, len(paths), COMMIT_EVERY):
             stop = min(len(paths), start + COMMIT_EVERY)
             vectors = np.asarray(shard.vectors[start:stop], dtype=np.float32)
@@ -151,7 +155,7 @@ def import_shards(
                 commit()
         now = time.time()
         for err in shard.errors:
-            path = os.fsdecode(err["path_bytes"])
+            path = local_path(err["path_bytes"], path_map)
             if path not in known:  # a file the library has keeps its vector
                 changes.failures.append(
                     FailureRow(path, err["size"], err["mtime_ns"], err["error"], now)
@@ -165,7 +169,7 @@ def import_shards(
     if summary.added or summary.replaced:  # pictures no OCR has read: the next index reads them
         lib.store.set_meta({"ocr_complete": ""})
     if facts is not None and index_dir is not None:
-        summary.index = adopt_index(lib, folder, index_dir, facts)
+        summary.index = adopt_index(lib, folder, index_dir, facts, path_map)
     elif bulk:
         lib.vectors.rebuild()
     else:
@@ -187,7 +191,9 @@ def _check_layout(folder: Path, index_dir: Path, facts: dict) -> list[list[int]]
     return layout
 
 
-def adopt_index(lib: Library, folder: Path, index_dir: Path, facts: dict) -> dict:
+def adopt_index(
+    lib: Library, folder: Path, index_dir: Path, facts: dict, path_map: dict | None = None
+) -> dict:
     """Make the prebuilt index the library's: its row numbers become image ids; vectors the
     library has besides (from before the import) are added. Returns what was adopted."""
     import pyarrow.parquet as pq
@@ -202,7 +208,7 @@ def adopt_index(lib: Library, folder: Path, index_dir: Path, facts: dict) -> dic
         table = pq.read_table(
             folder / "metadata" / f"metadata_{number}.parquet", columns=["path_bytes"]
         )
-        paths = [os.fsdecode(b) for b in table.column("path_bytes").to_pylist()]
+        paths = [local_path(b, path_map) for b in table.column("path_bytes").to_pylist()]
         found = lib.store.rows_at(paths)
         for i, path in enumerate(paths):
             row = found.get(path)
@@ -229,6 +235,22 @@ def adopt_index(lib: Library, folder: Path, index_dir: Path, facts: dict) -> dic
         "compressed": index.compressed,
         "rerank": facts.get("rerank"),
     }
+
+
+def local_path(raw: bytes, path_map: dict[str, str] | None) -> str:
+    """Where a shard's file is here: a local path as it is; a file: URI as its path; another
+    URI through the longest `path_map` prefix that fits (else kept: searches leave it out
+    until a file is there)."""
+    path = os.fsdecode(raw)
+    for prefix, local in sorted((path_map or {}).items(), key=lambda kv: -len(kv[0])):
+        if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
+            return local.rstrip("/") + path[len(prefix.rstrip("/")) :]
+    if path.startswith("file:"):
+        rest = path[len("file:") :]
+        if rest.startswith("//"):  # file:///x or file://localhost/x
+            rest = "/" + rest[2:].split("/", 1)[-1] if not rest.startswith("///") else rest[2:]
+        return unquote(rest) if "%" in rest else rest
+    return path
 
 
 def _new_image(path: str, row: dict[str, Any], vector: np.ndarray) -> NewImage:

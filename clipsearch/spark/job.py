@@ -17,13 +17,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from clipsearch import __version__
 from clipsearch.errors import ClipsearchError, ConfigError, ModelMismatch
+from clipsearch.media import fs
 from clipsearch.spark import shards as sh
 
 notice = logging.getLogger("clipsearch.notice")
@@ -176,8 +177,18 @@ def embed(
     if shard_size < 1:
         raise ConfigError("--shard-size must be at least 1")
     t0 = time.perf_counter()
+    own = spark is None
+    log_file = Path(output).expanduser().resolve() / "logs" / "spark.log"
+    if spark is None and any(sh.is_uri(x) for x in sources):  # listing needs Spark's Hadoop
+        spark = spark_session(master, log_file)
     notice.info("listing the sources ...")
-    paths = sh.list_sources(sources)  # once, here: tasks never list anything
+    hadoop = (lambda uri: hadoop_list(_context(spark), uri)) if spark is not None else None
+    try:
+        paths, remote = sh.list_sources(sources, hadoop)  # once, here: tasks never list
+    except Exception:
+        if own and spark is not None:
+            stop_soon(_context(spark))
+        raise
     out = Path(output).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     spec = ModelSpec.parse(model).canonical
@@ -211,9 +222,9 @@ def embed(
     summary = EmbedSummary(str(out), images=sum(len(s) for s in plan), shards=len(plan))
     todo = [i for i in range(len(plan)) if not sh.shard_done(out, i)]
     summary.shards_skipped = len(plan) - len(todo)
+    if not todo and own and spark is not None:
+        stop_soon(_context(spark))
     if todo:
-        own = spark is None
-        log_file = out / "logs" / "spark.log"
         spark = spark or spark_session(master, log_file)
         try:
             sc = _context(spark)
@@ -231,10 +242,11 @@ def embed(
                     threads=threads_per_task,
                     dtype=dtype,
                     fail_after=fail_after,
+                    remote=tuple((p, *remote[p]) for p in plan[i] if p in remote),
                 )
                 for i in todo
             ]
-            rdd = sc.parallelize(tasks, numSlices=len(tasks)).map(_run_task)
+            rdd = _tasks_rdd(sc, tasks)
             with _progress(sc, len(tasks), progress):
                 try:
                     results = rdd.collect()
@@ -273,7 +285,64 @@ def _python_error(exc: BaseException) -> str:
     return lines[0][:300] if lines else type(exc).__name__
 
 
-def _run_task(task: sh.ShardTask) -> dict:
+def hadoop_list(sc: Any, uri: str) -> list[tuple[str, int, int]]:
+    """(uri, size, mtime_ns) of every image file under `uri` (a file or a folder, walked
+    recursively; hidden files and folders skipped), through the Hadoop file system Spark has
+    for its scheme, on the driver: hdfs://, s3a:// (with the connector), file://, ..."""
+    jvm = sc._jvm
+    root = jvm.org.apache.hadoop.fs.Path(uri)
+    try:
+        fsys = root.getFileSystem(sc._jsc.hadoopConfiguration())
+        if not fsys.exists(root):
+            raise sh.RemoteSource(f"{uri}: no such file or folder")
+        top = fsys.getFileStatus(root)
+        base = top.getPath().toString().rstrip("/")
+        statuses = [top] if top.isFile() else _walk(fsys.listFiles(root, True))
+    except sh.RemoteSource:
+        raise
+    except Exception as exc:  # py4j: no file system for the scheme, no connector, no access
+        raise sh.RemoteSource(
+            f"{uri}: Spark cannot list it ({_python_error(exc)})",
+            hint="For s3a:// the cluster's Spark needs the hadoop-aws connector and "
+            "credentials; for hdfs:// its Hadoop configuration.",
+        ) from None
+    out = []
+    for st in statuses:
+        name = st.getPath().toString()
+        below = name[len(base) :].lstrip("/")
+        if any(part.startswith(".") for part in below.split("/") if part):
+            continue
+        if fs.is_image_name(name):
+            out.append((name, int(st.getLen()), int(st.getModificationTime()) * 1_000_000))
+    return out
+
+
+def _walk(iterator: Any) -> Iterator[Any]:
+    while iterator.hasNext():
+        yield iterator.next()
+
+
+def _escaped(uri: str) -> str:
+    """A URI as Hadoop's input paths take it: glob characters escaped, and a comma (which
+    separates paths there, unescapably) read as `?`; what else that matches is dropped by
+    the task, which keeps only the URIs it was given."""
+    return re.sub(r"([\\{}\[\]*?])", r"\\\1", uri).replace(",", "?")
+
+
+def _tasks_rdd(sc: Any, tasks: list[sh.ShardTask]) -> Any:
+    """One partition per task: local shards as a parallelized list; a shard of URIs as
+    Spark's binaryFiles of exactly those URIs (read by the executor that embeds them)."""
+    rdds = []
+    local = [t for t in tasks if not t.remote]
+    if local:
+        rdds.append(sc.parallelize(local, numSlices=len(local)).map(_run_task))
+    for task in (t for t in tasks if t.remote):
+        files = sc.binaryFiles(",".join(_escaped(u) for u, _, _ in task.remote), minPartitions=1)
+        rdds.append(files.coalesce(1).mapPartitions(lambda it, t=task: [_run_task(t, it)]))
+    return rdds[0] if len(rdds) == 1 else sc.union(rdds)
+
+
+def _run_task(task: sh.ShardTask, contents: Any = None) -> dict:
     if not task.model.visual.exists():  # shipped to this executor: where it is here
         from pyspark import SparkFiles
 
@@ -285,7 +354,7 @@ def _run_task(task: sh.ShardTask) -> dict:
             textual=root / task.model.textual.relative_to(task.model.folder),
         )
         task = replace(task, model=model)
-    return sh.embed_shard(task)
+    return sh.embed_shard(task, contents)
 
 
 def _ship(sc: Any, onnx: Any) -> Any:

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import itertools
 import json
 import os
+import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -62,7 +64,7 @@ ERROR_COLUMNS = ("image_path", "path_bytes", "size", "mtime_ns", "error")
 
 
 class RemoteSource(ConfigError):
-    """A source on a file system this release does not read (hdfs://, s3a://)."""
+    """A URI source that cannot be listed (no Spark, no such file system, nothing there)."""
 
 
 @dataclass(frozen=True)
@@ -103,22 +105,38 @@ class Manifest:
 # --- the driver's side: listing and planning ------------------------------------------------
 
 
-def list_sources(sources: Iterable[str]) -> list[str]:
-    """Every image path the sources name, once each, sorted (done once, on the driver).
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_uri(source: str) -> bool:
+    """`hdfs://nn/photos`, `s3a://bucket/x`, `file:///data`: read through Spark's Hadoop
+    file systems, not as a local path."""
+    return bool(_URI.match(source))
+
+
+def list_sources(
+    sources: Iterable[str], hadoop: Callable[[str], list[tuple[str, int, int]]] | None = None
+) -> tuple[list[str], dict[str, tuple[int, int]]]:
+    """Every image the sources name, once each, sorted (done once, on the driver): local
+    paths, and URIs with their (size, mtime_ns) as `hadoop(uri)` lists them.
 
     A source is a folder (walked as `index` walks it), an image file, a text file listing
-    one path per line, or a glob (`photos/**/*.jpg`); `file://` URIs are local paths.
+    one path or URI per line, a glob (`photos/**/*.jpg`), or a URI of a file or folder on any
+    file system Spark's Hadoop reads (`hdfs://`, `s3a://` with the connector, `file://`).
     """
     found: set[str] = set()
+    remote: dict[str, tuple[int, int]] = {}
+
+    def uri(source: str) -> None:
+        if hadoop is None:
+            raise RemoteSource(f"{source}: a URI is read through Spark's Hadoop file systems")
+        remote.update((u, (size, mtime)) for u, size, mtime in hadoop(source))
+
     for source in sources:
-        if "://" in source and not source.startswith("file://"):
-            scheme = source.split("://", 1)[0]
-            raise RemoteSource(
-                f"{source}: reading from {scheme}:// is not supported yet",
-                hint="Mount the storage (NFS, s3fs, a Hadoop fuse mount) and give the local "
-                "path, or list the files in a text file.",
-            )
-        path = source.removeprefix("file://")
+        if is_uri(source):
+            uri(source)
+            continue
+        path = source
         if any(c in path for c in "*?["):
             matches = [m for m in glob.glob(path, recursive=True) if os.path.isfile(m)]
             found.update(os.path.abspath(m) for m in matches if fs.is_image_name(m))
@@ -127,15 +145,19 @@ def list_sources(sources: Iterable[str]) -> list[str]:
             found.update(st.path for st in fs.scan([fs.normalize_root(path)]))
         elif os.path.isfile(path) and fs.is_image_name(path):
             found.add(os.path.abspath(path))
-        elif os.path.isfile(path):  # a list of paths, one per line
+        elif os.path.isfile(path):  # a list of paths or URIs, one per line
             with open(path, "rb") as f:
                 for line in f:
                     name = os.fsdecode(line.rstrip(b"\r\n"))
-                    if name.strip():
-                        found.add(os.path.abspath(name.removeprefix("file://")))
+                    if not name.strip():
+                        continue
+                    if is_uri(name):
+                        uri(name)
+                    else:
+                        found.add(os.path.abspath(name))
         else:
             raise ConfigError(f"{fs.display(path)}: no such file or folder")
-    return sorted(found)
+    return sorted(found) + sorted(remote), remote
 
 
 def plan_shards(out: Path, paths: list[str], shard_size: int) -> list[list[str]]:
@@ -194,6 +216,9 @@ class ShardTask:
     threads: int = 1
     dtype: str = "float16"
     fail_after: int | None = None  # testing: the process dies after this many images, once
+    # (size, mtime_ns) of the shard's URIs, as the driver listed them: a task reads their
+    # bytes through Spark (SparkContext.binaryFiles), never listing or stat-ing anything
+    remote: tuple[tuple[str, int, int], ...] = ()
 
 
 _ENCODERS: dict[tuple, Any] = {}  # one model per executor process, for all its tasks
@@ -212,11 +237,12 @@ def _encoder(task: ShardTask) -> Any:
     return enc
 
 
-def embed_shard(task: ShardTask) -> dict:
+def embed_shard(task: ShardTask, contents: Iterable[tuple[str, bytes]] | None = None) -> dict:
     """Embed one shard's files and write its three files; returns what it did.
 
-    A file that cannot be read or decoded becomes a row of errors_{i}.parquet; nothing a
-    file contains fails the task. Skips a shard that is already finished."""
+    Local paths are read here; a shard of URIs gets their `contents` ((uri, bytes), as
+    Spark's binaryFiles reads them). A file that cannot be read or decoded becomes a row of
+    errors_{i}.parquet; nothing a file contains fails the task. Skips a finished shard."""
     from clipsearch.media import phash
     from clipsearch.media.images import content_hash, open_image, prepare, read_file
 
@@ -243,19 +269,27 @@ def embed_shard(task: ShardTask) -> dict:
             vectors.append(enc.encode_images(np.stack(batch)))
             batch.clear()
 
-    for done, path in enumerate(task.paths):
+    listed = {u: (size, mtime) for u, size, mtime in task.remote}
+    local = [p for p in task.paths if p not in listed]
+    items: Iterable[tuple[str, bytes | None]] = ((p, None) for p in local)
+    if listed:
+        items = itertools.chain(items, _remote_items(contents or (), listed, errors))
+    for done, (path, given) in enumerate(items):
         if task.fail_after is not None and done == task.fail_after and not marker.exists():
             marker.touch()
             os._exit(3)  # an executor dying mid-partition (testing only)
+        if given is not None:
+            size, mtime_ns = len(given), listed[path][1]
+        else:
+            try:
+                st = os.stat(path)
+                size, mtime_ns = st.st_size, st.st_mtime_ns
+            except OSError as exc:
+                size, mtime_ns = -1, -1
+                errors.append(_error_row(path, size, mtime_ns, f"cannot read ({exc.strerror})"))
+                continue
         try:
-            st = os.stat(path)
-            size, mtime_ns = st.st_size, st.st_mtime_ns
-        except OSError as exc:
-            size, mtime_ns = -1, -1
-            errors.append(_error_row(path, size, mtime_ns, f"cannot read ({exc.strerror})"))
-            continue
-        try:
-            data = read_file(path)
+            data = given if given is not None else read_file(path)
             img, info = open_image(data, draft_size=min(params.size), name=path)
             pixels = prepare(img, params)
             hashes = phash.compute(img).as_tuple()
@@ -288,6 +322,22 @@ def embed_shard(task: ShardTask) -> dict:
         "model_loads": _LOADS["count"] - loads_before,
         "seconds": round(time.perf_counter() - t0, 3),
     }
+
+
+def _remote_items(
+    contents: Iterable[tuple[str, bytes]],
+    listed: dict[str, tuple[int, int]],
+    errors: list[dict],
+) -> Iterator[tuple[str, bytes]]:
+    """The URIs' bytes as Spark delivers them; a listed URI that never came is an error row."""
+    seen: set[str] = set()
+    for uri, data in contents:
+        if uri in listed and uri not in seen:
+            seen.add(uri)
+            yield uri, bytes(data)
+    for uri in listed.keys() - seen:
+        size, mtime = listed[uri]
+        errors.append(_error_row(uri, size, mtime, "not read (gone since it was listed?)"))
 
 
 def _error_row(path: str, size: int, mtime_ns: int, reason: str) -> dict:
