@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import sqlite3
 import statistics
 import sys
@@ -119,7 +118,7 @@ def build(lib_dir: Path, photos: Path, spec: str, n: int, dim: int) -> dict:
     from clipsearch.ingest.reading import facts_row
     from clipsearch.media.metadata import PhotoFacts
     from clipsearch.media.places import find_places
-    from clipsearch.store.store import Changes, NewImage
+    from clipsearch.store.store import Changes
 
     real = photos / "real"
     real.mkdir(parents=True, exist_ok=True)
@@ -160,21 +159,9 @@ def build(lib_dir: Path, photos: Path, spec: str, n: int, dim: int) -> dict:
                     lon = c.lon + rng.normal(0, 0.05)
                     facts = PhotoFacts(facts.camera_make, facts.camera_model, None, lat, lon)
                 row = facts_row(facts)
-                img = NewImage(
-                    str(path),
-                    st.st_size,
-                    st.st_mtime_ns,
-                    secrets.token_hex(16),
-                    vecs[j],
-                    64,
-                    64,
-                    "JPEG",
-                    dates[j],
-                    kinds[j],
-                    tuple(int(x) for x in codes[j]),  # type: ignore[arg-type]
-                    facts=row,
+                inserts.append(
+                    bench_scale.new_image(path, st, vecs[j], dates[j], kinds[j], codes[j], row)
                 )
-                inserts.append(img)
             ids = lib.vectors.apply(Changes(inserts=inserts))
             texts = {}
             for image_id in ids:

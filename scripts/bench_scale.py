@@ -136,12 +136,32 @@ class Data:
 
 
 # --- building (a child process) ----------------------------------------------------------------
+def new_image(path: Path, st: os.stat_result, vec, date: str, kind: str, codes, facts=None):
+    """A row as `index` commits it: a 64x64 JPEG's facts, a random content hash."""
+    from clipsearch.store.store import NewImage
+
+    return NewImage(
+        str(path),
+        st.st_size,
+        st.st_mtime_ns,
+        secrets.token_hex(16),
+        vec,
+        64,
+        64,
+        "JPEG",
+        date,
+        kind,
+        tuple(int(x) for x in codes),  # type: ignore[arg-type]
+        facts=facts,
+    )
+
+
 def build(lib_dir: Path, photos: Path, spec: str, n: int, dim: int, start: int = 0) -> dict:
     """Grow the library to `start + n` images through the commit path; returns facts."""
     from PIL import Image
 
     from clipsearch import Library
-    from clipsearch.store.store import Changes, NewImage
+    from clipsearch.store.store import Changes
 
     real = photos / "real"
     if not real.exists():
@@ -172,21 +192,7 @@ def build(lib_dir: Path, photos: Path, spec: str, n: int, dim: int, start: int =
                     path.parent.mkdir(parents=True, exist_ok=True)
                 source, st = sources[i % SOURCES], stats[i % SOURCES]
                 os.link(source, path)
-                inserts.append(
-                    NewImage(
-                        str(path),
-                        st.st_size,
-                        st.st_mtime_ns,
-                        secrets.token_hex(16),
-                        vecs[j],
-                        64,
-                        64,
-                        "JPEG",
-                        dates[j],
-                        kinds[j],
-                        tuple(int(x) for x in codes[j]),  # type: ignore[arg-type]
-                    )
-                )
+                inserts.append(new_image(path, st, vecs[j], dates[j], kinds[j], codes[j]))
             lib.vectors.apply(Changes(inserts=inserts))
             if (done + count) % CHECKPOINT == 0 or done + count == n:
                 lib.vectors.save()  # a writer checkpoint (the index follows the library)
