@@ -384,3 +384,14 @@ def test_a_library_with_ocr_reads_text_in_new_pictures(
             return [Path(r.path).name for r in reader.search("text:invoice near:Lisbon")]
 
     assert wait_for(found, "the picture's text and place to be searchable") == ["receipt.jpg"]
+
+
+def test_a_raw_beside_its_jpeg_is_left_out_as_index_does(watcher: Watcher, roots, lib_dir):
+    pics, _ = roots
+    watcher.start(pics)
+    make_image(pics / "IMG_0001.jpg", seed=5)
+    (pics / "IMG_0001.DNG").write_bytes(b"II*\x00 not really a DNG: never read")
+    rows = wait_for(lambda: indexed(lib_dir), "the JPEG to be indexed")
+    time.sleep(1.0)  # the RAW's events have come and gone by now
+    assert sorted(indexed(lib_dir)) == [str(pics / "IMG_0001.jpg")] and rows
+    assert failures(lib_dir) == {}
