@@ -5,7 +5,7 @@
 
 Two evaluation sets are generated from their own seeds (``--seed`` and ``--seed + 1``;
 training step ``i`` of a run with seed ``s`` draws from ``random.Random(s * 1_000_003 + i)``,
-so the default seeds never coincide with the shipped model's 1000 training steps):
+so the default seeds never coincide with the shipped model's 2626 training steps):
 
 * **seen** (``--n-seen`` images, about a third of them single-object): only attribute
   combinations allowed in training (no ``HELDOUT_COMBOS`` colour+shape pair); new images.

@@ -12,6 +12,13 @@ from scratch with CLIP's objective, the symmetric InfoNCE loss over a batch of i
 pairs with a learnable temperature (``open_clip.loss.ClipLoss``), on scenes of
 ``clipsearch.demo.shapes`` generated on the fly; ``HELDOUT_COMBOS`` never appear.
 
+Each picture is drawn by one of three renderers (``STYLES``): the house renderer
+(``shapes.render``) or the "pil" and "sdf" renderers of ``clipsearch.demo.other_renderer``,
+which widen the world (sizes, positions, any rotation, outlines and line widths, aliased or
+antialiased edges, textured backgrounds, blur, JPEG, picture sizes 48-224 px shrunk to the
+model's input as its preprocessing would). The "plain" style of that module (one filled shape
+drawn by "another program") is never shown: evaluation holds it out.
+
 Captions name every attribute ("two small red circles on a white background") or, some of
 the time, leave the size, background, colour or shape out ("two red circles"), so that short
 queries work too. A batch never holds two pairs where one caption truthfully describes the
@@ -40,13 +47,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 try:
-    from clipsearch.demo import shapes
+    from clipsearch.demo import other_renderer, shapes
 except ImportError:  # running from a source checkout without an install
     sys.path.insert(0, str(REPO))
-    from clipsearch.demo import shapes
+    from clipsearch.demo import other_renderer, shapes
 
 DEFAULT_CONFIG = REPO / "clipsearch" / "model" / "configs" / "tiny-shapes.json"
 DEFAULT_OUT = REPO / "data" / "models" / "tiny-shapes"
@@ -150,6 +158,25 @@ def _project(full: tuple, mask: tuple[bool, ...]) -> tuple:
     return tuple(a if keep else None for a, keep in zip(full, mask, strict=True))
 
 
+# How often each renderer draws a training picture; other_renderer.HELDOUT_STYLE never does.
+STYLES = {"house": 0.4, "pil": 0.3, "sdf": 0.3}
+
+
+def render_item(scene: shapes.Scene, style: str, rng: random.Random, image_size: int) -> np.ndarray:
+    """``scene`` drawn in ``style`` as the model sees it: uint8 (S, S, 3).
+
+    The house renderer draws ``scene`` itself at the model's size; the other renderers draw
+    a wider layout of the same description at their own picture size, then the picture is
+    shrunk (bicubic) as the model's preprocessing would shrink a file."""
+    if style == "house":
+        return np.asarray(shapes.render(scene, image_size))
+    wide = other_renderer.sample_wide_scene(rng, scene.description)
+    image = other_renderer.render_look(wide, other_renderer.sample_look(rng, style))
+    if image.size != (image_size, image_size):
+        image = image.resize((image_size, image_size), Image.Resampling.BICUBIC)
+    return np.asarray(image)
+
+
 def make_batch(
     seed: int, step: int, batch_size: int, image_size: int, context_length: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -160,7 +187,10 @@ def make_batch(
     """
     rng = random.Random(seed * 1_000_003 + step)
     items = sample_batch(rng, batch_size)
-    pixels = np.stack([np.asarray(shapes.render(s, image_size)) for s, _ in items])
+    styles = rng.choices(list(STYLES), weights=list(STYLES.values()), k=len(items))
+    pixels = np.stack(
+        [render_item(s, st, rng, image_size) for (s, _), st in zip(items, styles, strict=True)]
+    )
     tokens = _tokenizer(context_length)([shapes.caption(d) for _, d in items])
     return pixels, tokens.numpy()
 
@@ -237,7 +267,10 @@ def train(
 
     AdamW (betas 0.9/0.98, no decay on gains, biases and the logit scale), linear warmup then
     cosine decay, logit scale clamped at ln(100) as in open_clip. Stops early (and says so)
-    once ``time_budget`` seconds have passed. ``workers`` processes render batches ahead.
+    once ``time_budget`` seconds have passed; with a budget, the cosine follows whichever
+    runs out first, the steps or the time, so a run slowed by a busy machine still ends with
+    a decayed learning rate (and is then no longer reproducible step for step).
+    ``workers`` processes render batches ahead.
     """
     import open_clip
     from open_clip.loss import ClipLoss
@@ -267,13 +300,20 @@ def train(
     losses: list[float] = []
     t0 = time.time()
     data_time = 0.0
+    t_warmup: float | None = None  # seconds the warmup took (the time schedule starts there)
     stopped_early = False
     try:
         for step in range(steps):
+            if step == warmup:
+                t_warmup = time.time() - t0
+            progress = (step - warmup) / max(1, steps - warmup)
+            if time_budget is not None and t_warmup is not None:
+                spent = time.time() - t0 - t_warmup
+                progress = max(progress, spent / max(1.0, time_budget - t_warmup))
             if step < warmup:
                 factor = (step + 1) / warmup
             else:
-                factor = 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+                factor = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
             for group in opt.param_groups:
                 group["lr"] = lr * factor
             td = time.time()
@@ -373,7 +413,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--workers", type=int, default=0, help="processes rendering batches")
-    ap.add_argument("--time-budget", type=float, default=None, help="seconds; stop early")
+    ap.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        help="seconds: the learning rate decays by then at the latest, and training stops",
+    )
     ap.add_argument("--log-every", type=int, default=25)
     ap.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation")
     args = ap.parse_args(argv)
@@ -419,6 +464,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "torch": torch.__version__,
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
         "heldout_combos": sorted(f"{c} {k}" for c, k in shapes.HELDOUT_COMBOS),
+        "styles": STYLES,
+        "heldout_style": other_renderer.HELDOUT_STYLE,
     }
     print(f"saved {weights} ({weights.stat().st_size / 1e6:.1f} MB)", flush=True)
     if not args.no_eval:

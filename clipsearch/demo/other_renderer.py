@@ -49,8 +49,8 @@ STYLES: tuple[str, ...] = ("house", *RENDERERS, HELDOUT_STYLE)
 
 # Radii (fractions of the side) of the wider world: a gap between the sizes keeps "small"
 # and "large" apart; large shapes are capped by how many must fit side by side.
-WIDE_RADIUS: dict[str, tuple[float, float]] = {"small": (0.06, 0.135), "large": (0.16, 0.38)}
-_LARGE_CAP: dict[int, float] = {1: 0.38, 2: 0.25, 3: 0.2}
+WIDE_RADIUS: dict[str, tuple[float, float]] = {"small": (0.07, 0.135), "large": (0.16, 0.47)}
+_LARGE_CAP: dict[int, float] = {1: 0.47, 2: 0.26, 3: 0.2}
 PICTURE_SIZES: tuple[int, ...] = (48, 64, 64, 96, 128, 160, 224)
 TEXTURES: tuple[str, ...] = ("flat", "gradient", "vignette", "noise", "paper", "stripes")
 PLAIN_SIZE = 224
@@ -213,9 +213,7 @@ def _background(scene: shapes.Scene, look: Look) -> np.ndarray:
     angle, strength = scene.gradient
     ramp = np.linspace(-1.0, 1.0, n, dtype=np.float32)
     field = math.cos(angle) * ramp[None, :] + math.sin(angle) * ramp[:, None]
-    bg = np.asarray(scene.background_rgb, np.float32)[None, None, :] + (
-        strength * field[..., None]
-    )
+    bg = np.asarray(scene.background_rgb, np.float32)[None, None, :] + (strength * field[..., None])
     s, kind = look.texture_strength, look.texture
     noise = np.random.default_rng(look.seed)
     if kind == "gradient":
@@ -274,10 +272,8 @@ def _polygon(kind: str, look: Look) -> list[tuple[float, float]]:
         ]
     if kind == "cross":
         a, b = look.cross_arm, 0.9
-        return [
-            (a, -b), (a, -a), (b, -a), (b, a), (a, a), (a, b),
-            (-a, b), (-a, a), (-b, a), (-b, -a), (-a, -a), (-a, -b),
-        ]  # fmt: skip
+        corner = [(a, -b), (a, -a), (b, -a)]  # one arm's corner; the others by quarter turns
+        return [(x * c - y * s, x * s + y * c) for c, s in _QUARTERS for x, y in corner]
     if kind == "heart":
         ts = [2 * math.pi * i / 40 for i in range(40)]
         sq = look.heart_squash
@@ -294,11 +290,12 @@ def _polygon(kind: str, look: Look) -> list[tuple[float, float]]:
     raise ValueError(f"no polygon for {kind!r}")
 
 
+_QUARTERS = ((1, 0), (0, 1), (-1, 0), (0, -1))  # (cos, sin) of 0, 90, 180, 270 degrees
+
+
 def _arc(cx: float, cy: float, r: float, start_deg: float) -> list[tuple[float, float]]:
-    return [
-        (cx + r * math.cos(math.radians(start_deg + a)), cy + r * math.sin(math.radians(start_deg + a)))
-        for a in range(0, 91, 15)
-    ]  # fmt: skip
+    angles = [math.radians(start_deg + a) for a in range(0, 91, 15)]
+    return [(cx + r * math.cos(a), cy + r * math.sin(a)) for a in angles]
 
 
 def _draw_pil(scene: shapes.Scene, look: Look, background: np.ndarray) -> Image.Image:
@@ -325,7 +322,8 @@ def _draw_pil(scene: shapes.Scene, look: Look, background: np.ndarray) -> Image.
         rot = math.radians(shape.rotation)
         c, s = math.cos(rot), math.sin(rot)
         points = [
-            (cx + r * (c * u + s * v), cy + r * (-s * u + c * v)) for u, v in _polygon(shape.kind, look)
+            (cx + r * (c * u + s * v), cy + r * (-s * u + c * v))
+            for u, v in _polygon(shape.kind, look)
         ]
         if look.shade and fill is not None:
             fill = _shifted(shape.rgb, look.shade * (0.5 if shape.y < 0.5 else -0.5))
@@ -453,12 +451,10 @@ def _coverage(d: np.ndarray, supersample: int) -> np.ndarray:
 # --- the held-out style: "another program" -----------------------------------------------
 
 
-def render_plain(
-    colour: str, kind: str, rng: random.Random, size: int = PLAIN_SIZE
-) -> Image.Image:
+def render_plain(colour: str, kind: str, rng: random.Random, size: int = PLAIN_SIZE) -> Image.Image:
     """One filled shape as another program would draw it (the held-out style).
 
-    ``ImageDraw`` primitives from a bounding box of random side (15-55% of the picture) and
+    ``ImageDraw`` primitives from a bounding box of random side (15-75% of the picture) and
     position, the palette's exact colour (:data:`shapes.COLOURS`), pure white, no rotation,
     no antialiasing: ``ellipse``; ``rectangle``; a triangle on the box's base with its apex
     at the top middle; a star with inner radius 0.5; a heart of two circles on a triangle;
@@ -466,7 +462,7 @@ def render_plain(
     """
     image = Image.new("RGB", (size, size), (255, 255, 255))
     draw = ImageDraw.Draw(image)
-    side = rng.uniform(0.15, 0.55) * size
+    side = rng.uniform(0.15, 0.75) * size
     margin = 0.03 * size
     x0 = rng.uniform(margin, size - margin - side)
     y0 = rng.uniform(margin, size - margin - side)
@@ -490,7 +486,10 @@ def render_plain(
         q = side / 4
         draw.ellipse((x0, y0, xm, y0 + 2 * q), fill=fill)
         draw.ellipse((xm, y0, x1, y0 + 2 * q), fill=fill)
-        draw.polygon([(x0 + side * 0.02, y0 + q * 1.3), (x1 - side * 0.02, y0 + q * 1.3), (xm, y1)], fill=fill)
+        draw.polygon(
+            [(x0 + side * 0.02, y0 + q * 1.3), (x1 - side * 0.02, y0 + q * 1.3), (xm, y1)],
+            fill=fill,
+        )
     elif kind == "cross":
         t = side / 6
         draw.rectangle((xm - t, y0, xm + t, y1), fill=fill)

@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 import torch
 
-from clipsearch.demo import shapes
+from clipsearch.demo import other_renderer, shapes
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 SMALL_CFG = {  # the shipped config's architecture (ModifiedResNet + text transformer), shrunk
@@ -44,6 +45,45 @@ def test_batches_hold_only_true_negatives(trainer: ModuleType) -> None:
         for j, (_, caption_j) in enumerate(items):
             # caption j describes image i only when i == j
             assert caption_j.matches(scene_i.description) == (i == j)
+
+
+def test_batches_mix_renderers_but_never_the_held_out_style(trainer: ModuleType) -> None:
+    assert set(trainer.STYLES) == {"house", *other_renderer.RENDERERS}
+    assert other_renderer.HELDOUT_STYLE not in trainer.STYLES
+    pixels, tokens = trainer.make_batch(0, 3, 48, 32, 16)
+    assert pixels.shape == (48, 32, 32, 3) and pixels.dtype == np.uint8
+    assert tokens.shape == (48, 16)
+    again = trainer.make_batch(0, 3, 48, 32, 16)  # a batch depends only on (seed, step)
+    assert np.array_equal(pixels, again[0]) and np.array_equal(tokens, again[1])
+    scene = shapes.sample_scene(random.Random(1), shapes.Description(1, "large", "red", "star"))
+    for style in trainer.STYLES:
+        image = trainer.render_item(scene, style, random.Random(2), 32)
+        assert image.shape == (32, 32, 3) and image.dtype == np.uint8
+        red = (image[..., 0] > 150) & (image[..., 1] < 110) & (image[..., 2] < 110)
+        assert red.sum() > 4, style  # the red star is drawn, whoever draws it
+
+
+def test_time_budget_decays_the_learning_rate_then_stops(trainer: ModuleType) -> None:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # steady steps even when another job keeps both cores busy
+    trainer.make_batch(0, 0, 8, 32, 16)  # load the tokenizer before the clock starts
+    logs: list[str] = []
+    try:
+        result = trainer.train(
+            SMALL_CFG,
+            steps=100_000,
+            batch_size=8,
+            warmup=2,
+            time_budget=4.0,
+            log_every=1,
+            log=logs.append,
+        )
+    finally:
+        torch.set_num_threads(threads)
+    assert result["stopped_early"] and 3 < result["steps_done"] < 100_000
+    lrs = [float(line.split(" lr ")[1].split()[0]) for line in logs if " lr " in line]
+    assert max(lrs) > 1e-3 and lrs[-1] < 1e-4  # warmed up, then decayed within the budget
+    assert "time budget of 4s spent" in logs[-1]
 
 
 def test_few_steps_loss_falls_and_checkpoint_loads(trainer: ModuleType, tmp_path: Path) -> None:
