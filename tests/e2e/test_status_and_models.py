@@ -16,6 +16,7 @@ def test_status_json(cli, photos, lib_dir, tiny_model):
         "vectors": 8,
         "nprobe": None,
         "file": st["index"]["file"],
+        "compressed": False,
         "unsaved_changes": 0,
     }
     assert st["index"]["file"].startswith("vectors-")
