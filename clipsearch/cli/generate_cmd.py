@@ -1,4 +1,5 @@
-"""`generate`: VQGAN+CLIP (or pixel) pictures from prompts, added back into the library."""
+"""`generate`: VQGAN+CLIP, pixel or transformer pictures from prompts, added back into the
+library."""
 
 from __future__ import annotations
 
@@ -15,7 +16,12 @@ from clipsearch.cli.app import EXIT_INTERRUPTED, State, cli
 
 @cli.command()
 @click.argument("prompts", nargs=-1, metavar='"TEXT[:WEIGHT]"...')
-@click.option("--steps", type=int, default=200, show_default=True, help="Optimisation steps.")
+@click.option(
+    "--steps",
+    type=int,
+    help="Optimisation steps (default 200; 40 for transformer+vqgan, which starts from a "
+    "draft; none for transformer).",
+)
 @click.option("--seed", type=int, help="Random seed (same seed, same picture). Default: random.")
 @click.option(
     "--size",
@@ -33,10 +39,47 @@ from clipsearch.cli.app import EXIT_INTERRUPTED, State, cli
 )
 @click.option(
     "--drawer",
-    type=click.Choice(["vqgan", "pixel"]),
+    type=click.Choice(["vqgan", "pixel", "transformer", "transformer+vqgan"]),
     default="vqgan",
     show_default=True,
-    help="Optimise a VQGAN latent, or the pixels directly.",
+    help="Optimise a VQGAN latent, or the pixels directly; or sample VQGAN codes with the "
+    "text-to-image transformer and keep the candidate CLIP likes best (transformer), then "
+    "refine it with VQGAN+CLIP (transformer+vqgan).",
+)
+@click.option(
+    "--candidates",
+    type=int,
+    default=16,
+    show_default=True,
+    help="Transformer drawers: samples drawn and re-ranked by CLIP (the best is kept).",
+)
+@click.option(
+    "--transformer",
+    metavar="PATH",
+    help="Transformer drawers: a checkpoint (model.pt or its folder) from "
+    "scripts/train_transformer.py. Default: the shipped tiny one for tiny-shapes.",
+)
+@click.option(
+    "--temperature",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Transformer drawers: sampling temperature.",
+)
+@click.option(
+    "--top-k",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Transformer drawers: sample among the K likeliest codes (0: all).",
+)
+@click.option(
+    "--top-p",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Transformer drawers: sample within the likeliest codes holding this much "
+    "probability (1: all).",
 )
 @click.option(
     "--vqgan",
@@ -62,7 +105,12 @@ from clipsearch.cli.app import EXIT_INTERRUPTED, State, cli
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
 def generate(
-    state: State, prompts: tuple[str, ...], size: str | None, as_json: bool, **options: Any
+    state: State,
+    prompts: tuple[str, ...],
+    size: str | None,
+    steps: int | None,
+    as_json: bool,
+    **options: Any,
 ) -> None:
     """Generate a picture from PROMPTS with CLIP guidance and add it to the library.
 
@@ -74,12 +122,25 @@ def generate(
       clipsearch generate "a red circle on a white background" --steps 200 --seed 7
       clipsearch generate "sunset over the sea:1" "people:-0.5" --size 256x256 --init photo.jpg
       clipsearch generate "a blue star" --drawer pixel --frames 10
+      clipsearch generate "a small red star on a white background" --drawer transformer
+      clipsearch generate "a red star" --drawer transformer+vqgan --candidates 8
     """
-    from clipsearch.generate.run import GenerateRequest, check_request, generate, parse_size
+    from clipsearch.generate.run import (
+        REFINE_STEPS,
+        GenerateRequest,
+        check_request,
+        generate,
+        parse_size,
+    )
 
-    req = GenerateRequest(prompts=prompts, size=parse_size(size) if size else None, **options)
+    if steps is None:
+        steps = REFINE_STEPS if options["drawer"] == "transformer+vqgan" else 200
+    req = GenerateRequest(
+        prompts=prompts, size=parse_size(size) if size else None, steps=steps, **options
+    )
     check_request(req)  # bad prompts fail before the library or any model opens
-    with state.open_library(create=True) as lib, _progress(state, req.steps) as progress:
+    bar_steps = 0 if req.drawer == "transformer" else req.steps
+    with state.open_library(create=True) as lib, _progress(state, bar_steps) as progress:
         try:
             result = generate(lib, req, progress=progress)
         except KeyboardInterrupt:
@@ -89,21 +150,33 @@ def generate(
         click.echo(json.dumps(result.to_dict(), indent=2))
     elif not state.quiet:
         what = "Interrupted; kept the picture so far" if result.interrupted else "Generated"
-        click.echo(
-            f"{what}: {result.path} (id {result.image_id}, seed {result.seed}, "
-            f"{result.steps_done} steps, loss {result.loss:.3f}, "
-            f"{result.seconds:.1f}s)"
-        )
+        click.echo(f"{what}: {result.path} ({_summary(result)})")
+        if result.candidates:
+            scores = " ".join(f"{c['clip_score']:.3f}" for c in result.candidates)
+            click.echo(f"Candidates' CLIP scores, best first: {scores}")
         if result.gif:
             click.echo(f"Animation: {result.gif}")
     if result.interrupted:
         sys.exit(EXIT_INTERRUPTED)
 
 
+def _summary(result: Any) -> str:
+    parts = [f"id {result.image_id}", f"seed {result.seed}"]
+    if result.candidates:
+        parts.append(f"best of {len(result.candidates)} candidates")
+    if result.drawer != "transformer":
+        parts.append(f"{result.steps_done} steps")
+    if result.loss is not None:
+        parts.append(f"loss {result.loss:.3f}")
+    if result.clip_score is not None:
+        parts.append(f"CLIP score {result.clip_score:.3f}")
+    return ", ".join([*parts, f"{result.seconds:.1f}s"])
+
+
 @contextmanager
 def _progress(state: State, steps: int) -> Iterator[Any]:
-    """A rich bar with the loss on a terminal; nothing otherwise."""
-    if state.quiet or not sys.stderr.isatty():
+    """A rich bar with the loss on a terminal; nothing otherwise (or with no steps)."""
+    if state.quiet or not sys.stderr.isatty() or steps < 1:
         yield None
         return
     from rich.console import Console

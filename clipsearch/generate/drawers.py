@@ -2,6 +2,8 @@
 
 - :class:`VQGANDrawer` optimises a VQGAN latent grid; every step quantises it to the nearest
   codebook entries with straight-through gradients and decodes it (the VQGAN+CLIP method).
+  It can start from a latent made of given codes (``init_latent``: the transformer
+  drawer's best draft, for ``--drawer transformer+vqgan``).
 - :class:`PixelDrawer` optimises the pixels themselves (no weights needed), as Pixray's
   pixel drawer does, through a sigmoid so colours stay in range.
 """
@@ -48,16 +50,20 @@ class VQGANDrawer:
         self.z_min = codebook.min(0).values.view(1, -1, 1, 1)
         self.z_max = codebook.max(0).values.view(1, -1, 1, 1)
         self.z: torch.Tensor | None = None
+        self.init_latent: torch.Tensor | None = None  # a start latent (a transformer's draft)
 
     @property
     def name(self) -> str:
         return self.vqgan.name
 
     def init(self, g: torch.Generator, init: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """Start from random codes, or from `init` (1, 3, H, W) in [0, 1]; returns the params."""
+        """Start from `init_latent` if set, else random codes, or from `init` (1, 3, H, W) in
+        [0, 1]; returns the params."""
         h, w = self.height // self.vqgan.factor, self.width // self.vqgan.factor
         with torch.no_grad():
-            if init is None:
+            if self.init_latent is not None:
+                z = self.init_latent.to(self.z_min)
+            elif init is None:
                 idx = torch.randint(0, self.vqgan.config.n_embed, (1, h, w), generator=g)
                 z = self.vqgan.quantize.lookup(idx.to(self.z_min.device))
             else:

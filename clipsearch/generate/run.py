@@ -4,6 +4,10 @@
     result = generate(lib, req, progress=print)
     result.path, result.image_id
 
+With ``drawer="transformer"`` a text-to-image transformer over the VQGAN's codes samples
+``candidates`` pictures and CLIP keeps the best (:mod:`clipsearch.generate.drafts`); with
+``"transformer+vqgan"`` that best draft is where the VQGAN+CLIP optimiser starts.
+
 The picture goes to ``LIBRARY/generated/`` (or ``req.out``) as a PNG whose text chunks say
 how it was made; it is indexed at once with ``source = generated`` and its provenance in the
 ``generations`` table, so ``search --source generated`` finds it.
@@ -11,6 +15,7 @@ how it was made; it is indexed at once with ``source = generated`` and its prove
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -18,7 +23,7 @@ import random
 import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +33,13 @@ from clipsearch.generate.prompts import Prompt, parse_prompts
 log = logging.getLogger(__name__)
 
 SHIPPED_VQGAN = "tiny-vqgan"
+SHIPPED_TRANSFORMER = "tiny-dalle"
 GENERATED_DIR = "generated"
-DRAWERS = ("vqgan", "pixel")
-_DEFAULT_LR = {"vqgan": 0.1, "pixel": 0.05}
+TRANSFORMER_DRAWERS = ("transformer", "transformer+vqgan")
+DRAWERS = ("vqgan", "pixel", *TRANSFORMER_DRAWERS)
+_DEFAULT_LR = {"vqgan": 0.1, "pixel": 0.05, "transformer+vqgan": 0.05}
+REFINE_STEPS = 40  # the default --steps of transformer+vqgan (a draft needs few)
+MAX_CANDIDATES = 64
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,12 @@ class GenerateRequest:
     every: int = 0  # keep a frame every N steps (and make a GIF)
     preview: int = 0  # hand `progress` a picture every N steps
     keep_on_interrupt: bool = False
+    # the transformer drawers
+    candidates: int = 16  # samples CLIP re-ranks
+    transformer: str | None = None  # a checkpoint (model.pt or its folder); default: shipped
+    temperature: float = 1.0
+    top_k: int = 0  # 0: off
+    top_p: float = 1.0  # 1.0: off
 
 
 @dataclass
@@ -71,9 +86,16 @@ class GenerateResult:
     seconds: float
     gif: str | None = None
     frames: list[str] = field(default_factory=list)
+    clip_score: float | None = None  # the kept picture's (transformer drawers)
+    candidates: list[dict[str, Any]] = field(default_factory=list)  # best first
+    candidate_images: list[Any] = field(default_factory=list, repr=False)  # PIL, not in JSON
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = {
+            f.name: copy.deepcopy(getattr(self, f.name))
+            for f in fields(self)
+            if f.name != "candidate_images"
+        }
         out["prompts"] = [[t, w] for t, w in self.prompts]
         out["size"] = list(self.size)
         out["seconds"] = round(self.seconds, 2)
@@ -97,7 +119,16 @@ def check_request(req: GenerateRequest) -> list[Prompt]:
     """Validate what needs no model; returns the parsed prompts."""
     prompts = parse_prompts(req.prompts)
     if req.drawer not in DRAWERS:
-        raise GenerateError(f"unknown drawer {req.drawer!r}", hint="Use --drawer vqgan or pixel.")
+        raise GenerateError(
+            f"unknown drawer {req.drawer!r}", hint="Use --drawer " + ", ".join(DRAWERS) + "."
+        )
+    if not 1 <= req.candidates <= MAX_CANDIDATES:
+        raise GenerateError(
+            f"--candidates must be from 1 to {MAX_CANDIDATES} (got {req.candidates})"
+        )
+    from clipsearch.generate.sampling import SamplingSettings
+
+    SamplingSettings(req.temperature, req.top_k, req.top_p).check()
     if req.steps < 1:
         raise GenerateError(f"--steps must be at least 1 (got {req.steps})")
     if req.cutouts < 1:
@@ -116,6 +147,22 @@ def parse_size(text: str) -> tuple[int, int]:
         raise GenerateError(f"bad size {text!r}", hint="Write WIDTHxHEIGHT, e.g. --size 256x256.")
     w = int(m.group(1))
     return w, int(m.group(2) or w)
+
+
+def default_transformer(lib_model: str) -> str:
+    """The transformer drawer's checkpoint when none is given: the shipped one for
+    tiny-shapes."""
+    from clipsearch.model.specs import ModelSpec
+    from clipsearch.resources import data_dir
+
+    if ModelSpec.parse(lib_model).canonical == ModelSpec.parse("tiny-shapes").canonical:
+        return str(data_dir() / "models" / SHIPPED_TRANSFORMER)
+    raise GenerateError(
+        f"no transformer checkpoint given, and clipsearch ships one only for the tiny-shapes "
+        f"model (this library uses {lib_model})",
+        hint="Train one on your VQGAN's codes with scripts/train_transformer.py and pass "
+        "--transformer PATH, or use --drawer vqgan or pixel.",
+    )
 
 
 def default_vqgan(lib_model: str) -> str:
@@ -152,6 +199,12 @@ def generate(
     # drawing (the picture is added under the writer lock at the end)
     out_path = _output_path(lib.path, req, prompts)  # fail early on a bad --out
     seed = req.seed if req.seed is not None else random.SystemRandom().randrange(2**31)
+    if req.drawer in TRANSFORMER_DRAWERS:
+        from clipsearch.generate.draw_transformer import generate_with_transformer
+
+        return generate_with_transformer(
+            lib, req, prompts, seed, out_path, progress=progress, should_stop=should_stop
+        )
     parts = _build(lib, req, prompts)
     from clipsearch.generate.optimise import Settings, optimise, save_gif
 

@@ -246,6 +246,9 @@ class IndexInfo(BaseModel):
     vectors: int
     nprobe: int | None
     file: str | None
+    compressed: bool = Field(
+        False, description="Product-quantised codes (spark index --max-memory), re-ranked."
+    )
 
 
 class RootInfo(BaseModel):
@@ -327,9 +330,15 @@ class GenerateBody(_Request):
     height: int | None = Field(None, ge=8, le=1024)
     lr: float | None = Field(None, gt=0, le=10)
     cutouts: int = Field(16, ge=1, le=64)
-    drawer: Literal["vqgan", "pixel"] = "vqgan"
+    drawer: Literal["vqgan", "pixel", "transformer", "transformer+vqgan"] = "vqgan"
     init_id: int | None = Field(None, ge=1, description="Start from this library image.")
     preview_every: int = Field(5, ge=1, le=1000, description="Preview frame every N steps.")
+    candidates: int = Field(
+        16, ge=1, le=64, description="Transformer drawers: samples CLIP re-ranks (best kept)."
+    )
+    temperature: float = Field(1.0, gt=0, le=10, description="Transformer drawers.")
+    top_k: int = Field(0, ge=0, le=100000, description="Transformer drawers (0: off).")
+    top_p: float = Field(1.0, gt=0, le=1, description="Transformer drawers (1: off).")
 
 
 class JobError(BaseModel):
@@ -340,7 +349,9 @@ class JobError(BaseModel):
 
 
 class DrawerChoice(BaseModel):
-    name: Literal["vqgan", "pixel"] = Field(description="The value for `drawer`.")
+    name: Literal["vqgan", "pixel", "transformer", "transformer+vqgan"] = Field(
+        description="The value for `drawer`."
+    )
     label: str
     available: bool = Field(description="False: a generation with it would be refused.")
     note: str | None = Field(description="Why it is not available.")
@@ -350,7 +361,7 @@ class GenerateOptions(BaseModel):
     """What `POST /api/generate` can use with this library."""
 
     drawers: list[DrawerChoice]
-    default_drawer: Literal["vqgan", "pixel"]
+    default_drawer: Literal["vqgan", "pixel", "transformer", "transformer+vqgan"]
 
 
 class Job(BaseModel):
@@ -368,7 +379,9 @@ class Job(BaseModel):
     preview_step: int | None
     cancel_requested: bool
     result: dict[str, Any] | None = Field(
-        description="When done: `clipsearch generate --json`'s shape plus `search_url`."
+        description="When done: `clipsearch generate --json`'s shape plus `search_url`; with "
+        "a transformer drawer each of `candidates` (best first) also has `image`, a PNG "
+        "data URL."
     )
     error: JobError | None
 

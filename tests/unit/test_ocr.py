@@ -114,10 +114,25 @@ def test_photos_without_text_say_nearly_nothing(reader: TextReader) -> None:
     assert sum(words) <= 1, words
 
 
-ODD_MODES = (
-    "RGBA", "LA", "P", "P-transparent", "1", "I;16", "I", "F", "CMYK",
-    "tiny-3x3", "one-pixel-high", "thin-strip", "all-black", "all-white", "noise",
-)  # fmt: skip
+ODD_MODES = tuple(
+    [
+        "RGBA",
+        "LA",
+        "P",
+        "P-transparent",
+        "1",
+        "I;16",
+        "I",
+        "F",
+        "CMYK",
+        "tiny-3x3",
+        "one-pixel-high",
+        "thin-strip",
+        "all-black",
+        "all-white",
+        "noise",
+    ]
+)
 
 
 def _odd_pictures() -> dict[str, Image.Image]:

@@ -4,7 +4,10 @@ One job at a time per server. While it runs, `GET /api/generate/{id}` reports th
 loss and the URL of the latest preview frame; when it is done, the new picture is in the
 library (source `generated`) and the job holds its id and a search link. The request names
 no paths: the VQGAN is the server library's default, an init picture is a library image id.
-`GET /api/generate/options` says which drawers this library can use.
+`GET /api/generate/options` says which drawers this library can use (the transformer ones
+are listed only when the library has a transformer checkpoint). With a transformer
+drawer the result lists the candidates, best first, each with its CLIP score and its picture
+(a PNG data URL); the best is the picture added to the library.
 
 Errors speak in the request's (and the page's) terms, never in the CLI's flags: they carry
 `field`, the request field at fault (`prompts`, `size` for width/height, `drawer`), which the
@@ -42,7 +45,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 PIXELS_HINT = "Choose “Pixels” under Drawer: it needs no VQGAN."
 # `clipsearch generate`'s flags, which mean nothing to someone on the page.
 _CLI_WORDS = re.compile(
-    r"--(?:vqgan|drawer|size|out|steps|cutouts|lr|seed|init|frames|json|keep-on-interrupt)\b"
+    r"--(?:vqgan|drawer|size|out|steps|cutouts|lr|seed|init|frames|json|keep-on-interrupt"
+    r"|transformer|candidates|temperature|top-k|top-p)\b"
 )
 
 
@@ -79,7 +83,7 @@ class _Job:
             "state": self.state,
             "prompts": self.body.prompts,
             "step": self.step,
-            "steps": self.body.steps,
+            "steps": 0 if self.body.drawer == "transformer" else self.body.steps,
             "loss": self.loss,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
@@ -148,6 +152,8 @@ class Jobs:
         try:
             result = generate(library, req, progress=progress, should_stop=job.cancel.is_set)
             out = result.to_dict()
+            for cand, image in zip(out["candidates"], result.candidate_images, strict=False):
+                cand["image"] = _data_url(image)
             first = result.prompts[0][0]
             out["search_url"] = f"#/search?q={_quote(first)}&source=generated"
             state, error = "done", None
@@ -169,6 +175,14 @@ class Jobs:
             }
         with self.lock:
             job.result, job.state, job.error, job.finished_at = out, state, error, time.time()
+
+
+def _data_url(image: Any) -> str:
+    import base64
+
+    buf = BytesIO()
+    image.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _quote(text: str) -> str:
@@ -210,6 +224,18 @@ def _vqgan_factor(library: Any) -> int:
     return read_config(find_checkpoint(vqgan)[1]).factor
 
 
+def _transformer_note(library: Any) -> str | None:
+    """Why the transformer drawers cannot run for this library (None: they can)."""
+    from clipsearch.generate.run import default_transformer
+    from clipsearch.generate.transformer import find_transformer
+
+    try:
+        find_transformer(default_transformer(library.model))
+    except ClipsearchError as exc:
+        return exc.message
+    return None
+
+
 def options(library: Any) -> dict[str, Any]:
     """The drawers a page generation can use with this library, and the default."""
     try:
@@ -217,13 +243,21 @@ def options(library: Any) -> dict[str, Any]:
         vqgan_note, vqgan_ok = None, True
     except (FieldError, ClipsearchError) as exc:  # none for the model; or missing, damaged
         vqgan_note, vqgan_ok = exc.message, False
-    return {
-        "drawers": [
-            {"name": "vqgan", "label": "VQGAN", "available": vqgan_ok, "note": vqgan_note},
-            {"name": "pixel", "label": "Pixels", "available": True, "note": None},
-        ],
-        "default_drawer": "vqgan" if vqgan_ok else "pixel",
-    }
+    drawers = [
+        {"name": "vqgan", "label": "VQGAN", "available": vqgan_ok, "note": vqgan_note},
+        {"name": "pixel", "label": "Pixels", "available": True, "note": None},
+    ]
+    if vqgan_ok and _transformer_note(library) is None:  # listed only when they can run
+        drawers += [
+            {"name": "transformer", "label": "Transformer", "available": True, "note": None},
+            {
+                "name": "transformer+vqgan",
+                "label": "Transformer + VQGAN",
+                "available": True,
+                "note": None,
+            },
+        ]
+    return {"drawers": drawers, "default_drawer": "vqgan" if vqgan_ok else "pixel"}
 
 
 def _request(library: Any, body: GenerateBody) -> Any:
@@ -249,11 +283,20 @@ def _request(library: Any, body: GenerateBody) -> Any:
         drawer=body.drawer,
         init_image=init,
         preview=body.preview_every,
+        candidates=body.candidates,
+        temperature=body.temperature,
+        top_k=body.top_k,
+        top_p=body.top_p,
     )
     try:
         check_request(req)  # the prompts first
         if body.drawer == "vqgan":  # the VQGAN and the size: say so now, not after a start
             _check_size(library, size)
+        elif body.drawer != "pixel":
+            _vqgan_factor(library)
+            note = _transformer_note(library)
+            if note is not None:
+                raise FieldError("drawer", note, PIXELS_HINT)
     except ClipsearchError as exc:
         raise _field_error(exc) from None
     return req

@@ -3,6 +3,8 @@
 // the new picture is shown with a link that finds it by search among generated images.
 // The drawers come from GET /api/generate/options (the VQGAN one needs a VQGAN for the
 // library's model); an error that names a request field marks the control it belongs to.
+// The transformer drawers sample N candidates that CLIP re-ranks: the result lists them,
+// best first, with their CLIP scores (the best is the picture added to the library).
 
 import { ApiError, api, h, toast } from "../lib.js";
 
@@ -26,7 +28,9 @@ function build(root) {
     seed: h("input", { id: "gen-seed", type: "number", min: 0, max: 2147483647, placeholder: "random" }),
     size: h("input", { id: "gen-size", placeholder: "default", pattern: "\\s*\\d+\\s*([xX]\\s*\\d+)?\\s*", title: "WIDTHxHEIGHT, e.g. 256x256" }),
     drawer: h("select", { id: "gen-drawer", title: "VQGAN: a picture made of a VQGAN's codes. Pixels: the pixels themselves (needs no VQGAN)." },
-      h("option", { value: "vqgan" }, "VQGAN"), h("option", { value: "pixel" }, "Pixels")),
+      h("option", { value: "vqgan" }, "VQGAN"), h("option", { value: "pixel" }, "Pixels"),
+      h("option", { value: "transformer" }, "Transformer"), h("option", { value: "transformer+vqgan" }, "Transformer + VQGAN")),
+    candidates: h("input", { id: "gen-candidates", type: "number", min: 1, max: 64, value: 16, title: "Transformer drawers: samples CLIP re-ranks (the best is kept)." }),
     drawerNote: h("small", { id: "gen-drawer-note", class: "muted", hidden: true }),
     start: h("button", { type: "submit", class: "primary", id: "gen-start" }, "Generate"),
     cancel: h("button", { type: "button", id: "gen-cancel", hidden: true, onclick: cancel }, "Cancel"),
@@ -38,7 +42,8 @@ function build(root) {
   const form = h("form", { class: "gen-form", onsubmit: start },
     field("Prompts, one per line (text or text:weight; negative weights steer away)", ui.prompts),
     h("div", { class: "row wrap" },
-      field("Steps", ui.steps), field("Seed", ui.seed), field("Size", ui.size), field("Drawer", ui.drawer, ui.drawerNote)),
+      field("Steps", ui.steps), field("Seed", ui.seed), field("Size", ui.size), field("Drawer", ui.drawer, ui.drawerNote),
+      field("Candidates", ui.candidates)),
     h("div", { class: "row" }, ui.start, ui.cancel),
   );
   ui.prompts.addEventListener("keydown", (e) => {
@@ -55,6 +60,7 @@ function body() {
   }
   const out = { prompts, steps: parseInt(ui.steps.value, 10) || 60, drawer: ui.drawer.value, preview_every: 2 };
   if (ui.seed.value !== "") out.seed = parseInt(ui.seed.value, 10);
+  if (out.drawer.startsWith("transformer")) out.candidates = parseInt(ui.candidates.value, 10) || 16;
   const m = /^\s*(\d+)\s*(?:[xX]\s*(\d+))?\s*$/.exec(ui.size.value);
   if (m) {
     out.width = parseInt(m[1], 10);
@@ -68,11 +74,11 @@ function body() {
 
 // The request fields the server may name, and the control each is set with.
 function control(name) {
-  return { prompts: ui.prompts, size: ui.size, width: ui.size, height: ui.size, drawer: ui.drawer, steps: ui.steps, seed: ui.seed }[name] || null;
+  return { prompts: ui.prompts, size: ui.size, width: ui.size, height: ui.size, drawer: ui.drawer, steps: ui.steps, seed: ui.seed, candidates: ui.candidates }[name] || null;
 }
 
 function clearMarks() {
-  for (const el of [ui.prompts, ui.size, ui.drawer, ui.steps, ui.seed]) {
+  for (const el of [ui.prompts, ui.size, ui.drawer, ui.steps, ui.seed, ui.candidates]) {
     el.removeAttribute("aria-invalid");
     el.removeAttribute("aria-describedby");
   }
@@ -138,6 +144,10 @@ async function loadDrawers() {
     const option = ui.drawer.querySelector(`option[value="${d.name}"]`);
     if (option) option.textContent = d.available ? d.label : `${d.label} (not available)`;
   }
+  // The transformer drawers are listed only when the library has a transformer.
+  for (const option of ui.drawer.querySelectorAll('option[value^="transformer"]')) {
+    if (!opts.drawers.some((d) => d.name === option.value)) option.remove();
+  }
   ui.drawer.value = opts.default_drawer;
   if (vqgan && !vqgan.available) {
     ui.drawerNote.textContent = "No VQGAN for this library's model: “Pixels” needs none.";
@@ -186,7 +196,9 @@ function show(job) {
   else {
     ui.status.textContent = {
       running: job.cancel_requested ? "Cancelling…" : `Step ${job.step} of ${job.steps}${loss}`,
-      done: `Done: ${job.steps} steps${loss}. The picture is in the library.`,
+      done: job.result && job.result.clip_score !== null && job.result.clip_score !== undefined
+        ? `Done: best of ${job.result.candidates.length} candidates${job.steps ? `, refined in ${job.steps} steps` : ""}, CLIP score ${job.result.clip_score.toFixed(3)}. The picture is in the library.`
+        : `Done: ${job.steps} steps${loss}. The picture is in the library.`,
       cancelled: "Cancelled; nothing was saved.",
     }[job.state];
   }
@@ -207,11 +219,31 @@ function showResult(r) {
       h("figcaption", {}, h("span", { class: "path" }, name), h("span", { class: "muted" }, ` · seed ${r.seed}`))),
     h("p", {}, h("a", { id: "gen-search", href: r.search_url }, "Find it by search"), " among generated images."),
   );
+  if (r.candidates && r.candidates.length) ui.result.append(candidateList(r.candidates));
+}
+
+/** The transformer's candidates, best first, each with its CLIP score; the kept one marked.
+ * Styled through the CSSOM (the page's CSP allows no inline style attributes). */
+function candidateList(candidates) {
+  const item = (c) => {
+    const img = h("img", { src: c.image, alt: `candidate ${c.index + 1}, CLIP score ${c.clip_score.toFixed(3)}`, width: 64, height: 64 });
+    img.style.imageRendering = "pixelated";
+    if (c.kept) img.style.outline = "3px solid currentColor";
+    const fig = h("figure", { class: "gen-candidate" }, img,
+      h("figcaption", { class: c.kept ? "" : "muted" }, `${c.clip_score.toFixed(3)}${c.kept ? " · kept" : ""}`));
+    Object.assign(fig.style, { margin: "0", textAlign: "center" });
+    return fig;
+  };
+  const grid = h("div", {}, ...candidates.filter((c) => c.image).map(item));
+  Object.assign(grid.style, { display: "flex", flexWrap: "wrap", gap: ".5rem" });
+  const section = h("section", { id: "gen-candidates-list" }, h("h2", {}, "Candidates, re-ranked by CLIP"), grid);
+  section.style.width = "100%";
+  return section;
 }
 
 export async function mount(root) {
   build(root);
-  for (const el of [ui.prompts, ui.size, ui.drawer, ui.steps, ui.seed]) {
+  for (const el of [ui.prompts, ui.size, ui.drawer, ui.steps, ui.seed, ui.candidates]) {
     el.addEventListener(el.tagName === "SELECT" ? "change" : "input", () => {
       el.removeAttribute("aria-invalid");
       el.removeAttribute("aria-describedby");
