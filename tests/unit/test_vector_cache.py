@@ -81,6 +81,7 @@ def test_library_growing_past_the_threshold_gets_an_approximate_index(library, m
         "vectors": 4_000,
         "nprobe": writer.index().nprobe,
         "file": writer.describe()["file"],
+        "compressed": False,
         "unsaved_changes": 0,
     }
     assert json.loads(store.get_meta(vc.GROWTH_META))["checked_at"] == 4_000
@@ -133,6 +134,7 @@ def test_a_reader_that_replays_many_changes_saves_them_when_nobody_writes(tmp_pa
         "vectors": 2_400,
         "nprobe": None,
         "file": sorted(tmp_path.glob("vectors-*.faiss"))[-1].name,
+        "compressed": False,
         "unsaved_changes": 0,
     }
     assert fresh.store.log_since(fresh.index().seq) == []
