@@ -73,18 +73,9 @@ def generate_with_transformer(
 
     vqgan, vqgan_name, loaded = _models(lib, req)
     enc = lib.torch_encoder()
-    params = enc.params
     vqgan = vqgan.to(enc.device)
     loaded.model.to(enc.device)
-    guide = ClipGuide(
-        enc.torch_model,
-        enc.tokenizer,
-        prompts,
-        image_size=params.size[0],
-        mean=params.mean,
-        std=params.std,
-        cutouts=req.cutouts,
-    )
+    guide = ClipGuide.for_encoder(enc, prompts, cutouts=req.cutouts)
     text = conditioning_text(prompts)
     sampling = SamplingSettings(req.temperature, req.top_k, req.top_p)
     log.info("sampling %d candidates for %r, seed %d", req.candidates, text, seed)

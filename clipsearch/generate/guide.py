@@ -78,6 +78,20 @@ class Cutouts:
 class ClipGuide:
     """Scores pictures against weighted prompts with an open_clip model."""
 
+    @classmethod
+    def for_encoder(cls, enc, prompts: Sequence[Prompt], *, cutouts: int) -> ClipGuide:
+        """The guide for a library's torch encoder (its model, tokenizer, preprocessing)."""
+        params = enc.params
+        return cls(
+            enc.torch_model,
+            enc.tokenizer,
+            prompts,
+            image_size=params.size[0],
+            mean=params.mean,
+            std=params.std,
+            cutouts=cutouts,
+        )
+
     def __init__(
         self,
         model: torch.nn.Module,

@@ -321,15 +321,7 @@ def _build(lib: Any, req: GenerateRequest, prompts: list[Prompt]) -> _Parts:
         drawer: Any = VQGANDrawer(vqgan, width, height)
     else:
         drawer = PixelDrawer(width, height, device=enc.device)
-    guide = ClipGuide(
-        enc.torch_model,
-        enc.tokenizer,
-        prompts,
-        image_size=params.size[0],
-        mean=params.mean,
-        std=params.std,
-        cutouts=req.cutouts,
-    )
+    guide = ClipGuide.for_encoder(enc, prompts, cutouts=req.cutouts)
     init = load_init(req.init_image, width, height) if req.init_image else None
     return _Parts(drawer, guide, req.lr or _DEFAULT_LR[req.drawer], init, vqgan_name)
 
