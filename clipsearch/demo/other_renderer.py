@@ -118,21 +118,8 @@ def sample_wide_scene(
     lo, hi = WIDE_RADIUS[full.size]
     if full.size == "large":
         hi = _LARGE_CAP[full.count]
-    for _attempt in range(1000):
-        placed: list[tuple[float, float, float]] = []
-        for _ in range(full.count):
-            r = rng.uniform(lo, hi)
-            for _try in range(50):
-                x, y = rng.uniform(r + 0.01, 0.99 - r), rng.uniform(r + 0.01, 0.99 - r)
-                if all(math.hypot(x - px, y - py) > r + pr + 0.03 for px, py, pr in placed):
-                    placed.append((x, y, r))
-                    break
-            else:
-                break
-        if len(placed) == full.count:
-            break
-        hi = max(lo, hi * 0.97)  # crowded: try a little smaller
-    else:  # pragma: no cover - always fits once shrunk
+    placed = shapes.place(rng, full.count, lo, hi, margin=0.01, shrink=0.97)  # crowded: smaller
+    if placed is None:  # pragma: no cover - always fits once shrunk
         raise RuntimeError(f"could not place {full}")
     straight = rng.random() < 0.3  # programs often draw shapes upright
     assert full.colour is not None and full.kind is not None

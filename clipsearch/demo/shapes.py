@@ -163,6 +163,32 @@ def sample_description(rng: random.Random, heldout: Heldout = "exclude") -> Desc
     )
 
 
+def place(
+    rng: random.Random, count: int, lo: float, hi: float, *, margin: float, shrink: float = 1.0
+) -> list[tuple[float, float, float]] | None:
+    """`count` non-overlapping circles (x, y, radius) in the unit square, radii drawn from
+    [lo, hi], `margin` from the edges; each failed layout shrinks `hi` by `shrink` (1: not).
+    None if 1,000 layouts fail."""
+    for _attempt in range(1000):
+        placed: list[tuple[float, float, float]] = []
+        for _ in range(count):
+            r = rng.uniform(lo, hi)
+            for _try in range(50):
+                x, y = (
+                    rng.uniform(r + margin, 1 - margin - r),
+                    rng.uniform(r + margin, 1 - margin - r),
+                )
+                if all(math.hypot(x - px, y - py) > r + pr + 0.03 for px, py, pr in placed):
+                    placed.append((x, y, r))
+                    break
+            else:
+                break
+        if len(placed) == count:
+            return placed
+        hi = max(lo, hi * shrink)
+    return None
+
+
 def _jitter(rgb: RGB, rng: random.Random, amount: int) -> RGB:
     r, g, b = (min(255, max(0, c + rng.randint(-amount, amount))) for c in rgb)
     return (r, g, b)
@@ -189,20 +215,8 @@ def sample_scene(
     lo, hi = _RADIUS[full.size]  # type: ignore[index]
     assert full.kind is not None and full.colour is not None and full.count is not None
     max_rot = _MAX_ROTATION.get(full.kind, 15.0)
-    for _attempt in range(1000):
-        placed: list[tuple[float, float, float]] = []
-        for _ in range(full.count):
-            r = rng.uniform(lo, hi)
-            for _try in range(50):
-                x, y = rng.uniform(r + 0.02, 0.98 - r), rng.uniform(r + 0.02, 0.98 - r)
-                if all(math.hypot(x - px, y - py) > r + pr + 0.03 for px, py, pr in placed):
-                    placed.append((x, y, r))
-                    break
-            else:
-                break
-        if len(placed) == full.count:
-            break
-    else:  # pragma: no cover - layouts of at most three shapes always fit
+    placed = place(rng, full.count, lo, hi, margin=0.02)
+    if placed is None:  # pragma: no cover - layouts of at most three shapes always fit
         raise RuntimeError(f"could not place {full}")
     rotations = [rng.uniform(-max_rot, max_rot) for _ in placed]
     colours = [_jitter(COLOURS[full.colour], rng, 14) for _ in placed]
