@@ -206,7 +206,8 @@ Generation = Table(
     Column("steps", Integer, nullable=False),
     Column("width", Integer, nullable=False),
     Column("height", Integer, nullable=False),
-    Column("drawer", String(16), nullable=False),  # vqgan | pixel
+    # vqgan | pixel | transformer | transformer+vqgan (32 since migration 0008)
+    Column("drawer", String(32), nullable=False),
     Column("clip_model", Text, nullable=False),
     Column("vqgan_model", Text),
     Column("init_image", FsPath),

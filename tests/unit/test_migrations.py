@@ -130,3 +130,62 @@ def test_the_fast_schema_check_knows_the_newest_migration():
     from clipsearch.store.db import SCHEMA_HEAD, _alembic_config
 
     assert ScriptDirectory.from_config(_alembic_config()).get_current_head() == SCHEMA_HEAD
+
+
+def test_generations_from_0007_keep_their_rows_and_take_every_drawer_name(tmp_path):
+    from alembic import command
+    from sqlalchemy import text
+
+    from clipsearch.store import Store
+    from clipsearch.store.db import _alembic_config
+
+    engine = open_database(tmp_path / "old.db")
+    cfg = _alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0007")  # a library made before the transformer drawers
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO images (id, path, size, mtime_ns, content_hash, source, "
+                "added_at, updated_at) VALUES (3, '/g/a.png', 1, 2, 'h', 'generated', 0, 0)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO generations (image_id, prompts, seed, steps, width, height, drawer, "
+                "clip_model, vqgan_model, params, created_at) VALUES (3, '[[\"a cat\", 1.0]]', "
+                "5, 20, 64, 64, 'vqgan', 'tiny', 'tiny-vqgan', '{\"lr\": 0.1}', 12.5)"
+            )
+        )
+    assert _drawer_width(engine) == 16
+
+    migrate(engine)
+    assert schema_state(engine) == ("0008", "0008")
+    assert _drawer_width(engine) == 32
+    store = Store(engine)
+    kept = store.generation(3)
+    assert kept is not None
+    assert (kept["drawer"], kept["seed"], kept["vqgan_model"]) == ("vqgan", 5, "tiny-vqgan")
+    assert (kept["prompts"], kept["created_at"]) == ('[["a cat", 1.0]]', 12.5)
+
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO images (id, path, size, mtime_ns, content_hash, source, "
+                "added_at, updated_at) VALUES (4, '/g/b.png', 1, 2, 'h', 'photos', 0, 0)"
+            )
+        )
+    values = dict(kept, drawer="transformer+vqgan", seed=6)
+    del values["image_id"]
+    store.record_generation(4, values)
+    assert store.generation(4)["drawer"] == "transformer+vqgan"
+    with engine.begin() as conn:  # the copied table still cascades from its image
+        conn.execute(text("DELETE FROM images WHERE id = 3"))
+        assert conn.execute(text("SELECT image_id FROM generations")).scalars().all() == [4]
+    engine.dispose()
+
+
+def _drawer_width(engine) -> int:
+    (drawer,) = [c for c in inspect(engine).get_columns("generations") if c["name"] == "drawer"]
+    return drawer["type"].length
