@@ -54,7 +54,6 @@ def generate_with_transformer(
     progress: Callable[[Any], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> Any:  # run.GenerateResult
-    from clipsearch.generate.collection import save_frames, save_png
     from clipsearch.generate.drafts import (
         StopDrawing,
         clip_scores,
@@ -63,12 +62,7 @@ def generate_with_transformer(
         draw_candidates,
     )
     from clipsearch.generate.guide import ClipGuide
-    from clipsearch.generate.run import (
-        _DEFAULT_LR,
-        GenerateResult,
-        GenerationCancelled,
-        _gif_frames,
-    )
+    from clipsearch.generate.run import _DEFAULT_LR, GenerationCancelled, finish_generation
     from clipsearch.generate.sampling import SamplingSettings
 
     vqgan, vqgan_name, loaded = _models(lib, req)
@@ -163,30 +157,16 @@ def generate_with_transformer(
         "clip_score": f"{score:.4f}",
         "transformer_model": loaded.name,
     }
-    save_png(image, out_path, {**provenance, **chunks})
-    frames, gif = [], None
-    if outcome is not None and req.every and outcome.frames:
-        from clipsearch.generate.optimise import save_gif
-
-        frames = save_frames(outcome.frames, out_path)
-        gif = str(save_gif(_gif_frames(outcome, req.every), out_path.with_suffix(".gif")))
-    image_id = lib.add_generated(out_path, provenance)
-    return GenerateResult(
-        path=str(out_path),
-        image_id=image_id,
-        prompts=[(p.text, p.weight) for p in prompts],
-        seed=seed,
-        steps=req.steps if outcome is not None else 0,
-        steps_done=steps_done,
-        size=(side, side),
-        drawer=req.drawer,
-        clip_model=lib.model,
-        vqgan_model=vqgan_name,
-        loss=outcome.losses[-1] if outcome is not None and outcome.losses else None,
-        interrupted=interrupted,
+    return finish_generation(
+        lib,
+        req,
+        prompts,
+        image,
+        provenance,
+        out_path,
+        outcome=outcome,
         seconds=seconds,
-        gif=gif,
-        frames=[str(f) for f in frames],
+        png_chunks=chunks,
         clip_score=round(score, 4),
         candidates=[
             {"index": c.index, "clip_score": round(c.clip_score, 4), "kept": c is best}

@@ -206,7 +206,7 @@ def generate(
             lib, req, prompts, seed, out_path, progress=progress, should_stop=should_stop
         )
     parts = _build(lib, req, prompts)
-    from clipsearch.generate.optimise import Settings, optimise, save_gif
+    from clipsearch.generate.optimise import Settings, optimise
 
     settings = Settings(
         steps=req.steps,
@@ -254,11 +254,46 @@ def generate(
         ),
         "created_at": time.time(),
     }
+    return finish_generation(
+        lib,
+        req,
+        prompts,
+        outcome.image,
+        provenance,
+        out_path,
+        outcome=outcome,
+        seconds=outcome.seconds,
+    )
+
+
+def finish_generation(
+    lib: Any,
+    req: GenerateRequest,
+    prompts: list[Prompt],
+    image: Any,  # PIL
+    provenance: dict[str, Any],
+    out_path: Path,
+    *,
+    outcome: Any = None,  # optimise.Outcome, or None when nothing was optimised
+    seconds: float,
+    png_chunks: dict[str, Any] | None = None,
+    **extra: Any,
+) -> GenerateResult:
+    """The end of every generation: save the PNG with its provenance (plus `png_chunks`, in
+    the file only), the frames and GIF of `outcome` when `req.every` asks, add the picture to
+    `lib` with its `generations` row, and say what was made.
+
+    Seed, steps done, size and VQGAN are read from `provenance`, so the result and the row
+    agree; without an `outcome` no steps ran (`steps` 0, no loss). `extra` holds the drawer's
+    own result fields (the transformer's `clip_score`, `candidates`, `candidate_images`).
+    """
     from clipsearch.generate.collection import save_frames, save_png
 
-    save_png(outcome.image, out_path, provenance)
+    save_png(image, out_path, {**provenance, **(png_chunks or {})})
     frames, gif = [], None
-    if req.every and outcome.frames:
+    if outcome is not None and req.every and outcome.frames:
+        from clipsearch.generate.optimise import save_gif
+
         frames = save_frames(outcome.frames, out_path)
         gif = str(save_gif(_gif_frames(outcome, req.every), out_path.with_suffix(".gif")))
     image_id = lib.add_generated(out_path, provenance)
@@ -266,18 +301,19 @@ def generate(
         path=str(out_path),
         image_id=image_id,
         prompts=[(p.text, p.weight) for p in prompts],
-        seed=seed,
-        steps=req.steps,
-        steps_done=outcome.steps_done,
-        size=(parts.drawer.width, parts.drawer.height),
+        seed=provenance["seed"],
+        steps=req.steps if outcome is not None else 0,
+        steps_done=provenance["steps"],
+        size=(provenance["width"], provenance["height"]),
         drawer=req.drawer,
         clip_model=lib.model,
-        vqgan_model=parts.vqgan_name,
-        loss=outcome.losses[-1] if outcome.losses else None,
-        interrupted=outcome.interrupted,
-        seconds=outcome.seconds,
+        vqgan_model=provenance["vqgan_model"],
+        loss=outcome.losses[-1] if outcome is not None and outcome.losses else None,
+        interrupted=outcome.interrupted if outcome is not None else False,
+        seconds=seconds,
         gif=gif,
         frames=[str(f) for f in frames],
+        **extra,
     )
 
 
