@@ -1,11 +1,18 @@
-"""The generation page in a real browser: prompts in, live progress, the picture, then search."""
+"""The generation page in a real browser: prompts in, live progress, the picture, then search;
+the transformer drawer's candidates with their CLIP scores, the best kept."""
 
 from __future__ import annotations
 
+import base64
+import json
 import re
+from contextlib import contextmanager
+from io import BytesIO
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from clipsearch import Library
 from clipsearch.demo import shapes
@@ -17,15 +24,29 @@ pytestmark = pytest.mark.browser
 CLI_FLAG = re.compile(r"(?<![\w-])--[a-z]")  # `--vqgan`, `--drawer`, `--size`: the CLI's words
 
 
-@pytest.fixture(scope="module")
-def served_shapes(tmp_path_factory):
-    root = tmp_path_factory.mktemp("gen-page")
+@contextmanager
+def _shapes_server(root):
+    """A tiny-shapes library of six shapes pictures (it has the shipped VQGAN and
+    transformer), served."""
     shapes.write_collection(root / "photos", 6, seed=9, size=64)
     lib = Library.open(root / "library", model="tiny-shapes", threads=1)
     lib.index([root / "photos"])
     with BackgroundServer(lib, ServerSettings(port=0)) as srv:
         yield SimpleNamespace(url=srv.url, lib=lib)
     lib.close()
+
+
+@pytest.fixture(scope="module")
+def served_shapes(tmp_path_factory):
+    with _shapes_server(tmp_path_factory.mktemp("gen-page")) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def served_for_candidates(tmp_path_factory):
+    """Its own library: the picture the transformer adds is the only generated one."""
+    with _shapes_server(tmp_path_factory.mktemp("gen-page-candidates")) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +186,55 @@ def test_a_size_the_vqgan_cannot_make_points_at_size(page, served_shapes, page_e
     assert page.get_attribute("#gen-prompts", "aria-invalid") == "true"
     assert not CLI_FLAG.search(status_text(page))
     page_errors[:] = [e for e in page_errors if "status of 400" not in e]
+
+
+def test_transformer_candidates_are_shown_with_their_clip_scores_and_the_best_is_kept(
+    page, served_for_candidates
+):
+    lib = served_for_candidates.lib
+    page.goto(f"{served_for_candidates.url}/#/generate")
+    page.wait_for_selector("body[data-ready]")
+    page.wait_for_selector("#gen-prompts")
+    drawers = page.eval_on_selector_all("#gen-drawer option", "els => els.map(o => o.value)")
+    assert drawers == ["vqgan", "pixel", "transformer", "transformer+vqgan"]
+    page.select_option("#gen-drawer", "transformer")
+    page.fill("#gen-prompts", "a red circle on a white background")
+    page.fill("#gen-seed", "5")
+    page.fill("#gen-candidates", "4")
+    page.click("#gen-start")
+    page.wait_for_selector("#gen-candidates-list", timeout=120_000)
+    page.wait_for_selector("#gen-image")
+    status = status_text(page)
+    assert status.startswith("Done: best of 4 candidates, CLIP score "), status
+    assert "refined" not in status  # no VQGAN steps with this drawer
+
+    # Four candidates, best first, each with its CLIP score; only the first is kept.
+    figures = page.locator("#gen-candidates-list figure.gen-candidate")
+    assert figures.count() == 4
+    captions = [figures.nth(i).locator("figcaption").inner_text() for i in range(4)]
+    scores = [float(c.split(" ")[0]) for c in captions]
+    assert scores == sorted(scores, reverse=True), captions
+    assert captions[0].endswith(" · kept") and not any("kept" in c for c in captions[1:])
+    assert f"CLIP score {scores[0]:.3f}" in status
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#gen-candidates-list img')]"
+        ".every(i => i.complete && i.naturalWidth === 64)"
+    )
+    kept = figures.nth(0).locator("img")
+    kept_index = int(re.match(r"candidate (\d+),", kept.get_attribute("alt"))[1]) - 1
+
+    # The kept candidate is the picture the page shows and the one added to the library.
+    (row,) = lib.store.rows_under([str(lib.path)]).values()
+    assert row.source == "generated"
+    assert page.get_attribute("#gen-image", "src") == f"/api/images/{row.id}/file"
+    made = lib.store.generation(row.id)
+    params = json.loads(made["params"])
+    assert (made["drawer"], made["seed"], params["candidates"]) == ("transformer", 5, 4)
+    assert params["kept_candidate"] == kept_index
+    assert [s for _, s in params["candidate_scores"]] == pytest.approx(scores, abs=6e-4)
+    src = kept.get_attribute("src")
+    assert src.startswith("data:image/png;base64,")
+    with Image.open(BytesIO(base64.b64decode(src.split(",", 1)[1]))) as shown:
+        shown_px = np.asarray(shown.convert("RGB"))
+    with Image.open(row.path) as saved:
+        assert np.array_equal(np.asarray(saved.convert("RGB")), shown_px)
