@@ -47,8 +47,8 @@ from clipsearch.ingest.run import IngestRun, IngestSummary, ProgressFn
 from clipsearch.media import fs
 from clipsearch.media.thumbs import THUMB_DIR
 from clipsearch.model.encoder import Encoder
+from clipsearch.model.precision import bf16_runtime, sample_pictures
 from clipsearch.model.precision import choose as choose_precision
-from clipsearch.model.precision import sample_pictures
 from clipsearch.model.specs import ModelSpec
 from clipsearch.query.build import build_query
 from clipsearch.query.parse import Query
@@ -96,12 +96,14 @@ class Library:
         model: str | None = None,
         create: bool = True,
         settings: Settings | None = None,
+        check_precision: bool = True,
         **overrides: Any,
     ) -> Library:
         """Open the library at `path` (default: settings / CLIPSEARCH_LIBRARY / per-user).
 
         `model` picks the model for a new library; for an existing one it must match the
         model the library was made with (or be left out). `create=False` refuses to create.
+        `check_precision=False` lets a --precision differ from the library's (`reindex`).
         Other keyword arguments override settings: device, batch_size, threads, workers.
         """
         if settings is None:
@@ -132,7 +134,8 @@ class Library:
         try:
             lib._prepare_schema(is_new)
             lib._check_model(settings.model)
-            lib._check_precision(settings.precision)
+            if check_precision:
+                lib._check_precision(settings.precision)
         except BaseException:
             lib.close()
             raise
@@ -193,11 +196,24 @@ class Library:
     def _make_encoder(self, precision: str, model: str | None = None) -> Encoder:
         s = self.settings
         options = {"device": s.device, "batch_size": s.batch_size, "threads": s.threads}
-        if precision == "bf16":  # bfloat16 runs on torch (ONNX Runtime has no CPU kernels)
+        if precision == "bf16" and bf16_runtime() == "torch":  # no OpenVINO: torch's bf16
             from clipsearch.model.torch_encoder import TorchEncoder
 
             return TorchEncoder(model or self.model, precision="bf16", **options)  # type: ignore[return-value]
         return Encoder(model or self.model, precision=precision, **options)
+
+    def _runtime_name(self, precision: str) -> str:
+        """The runtime this library's images are encoded with (as `status` says it)."""
+        if precision == "bf16":
+            return bf16_runtime() or "none (bf16 needs the [openvino] or [torch] extra)"
+        if self._encoder is not None and self._encoder.loaded:
+            return getattr(self._encoder, "runtime", "onnxruntime")
+        from clipsearch.model import openvino_runtime
+
+        device = (self.settings.device or "auto").lower()
+        if openvino_runtime.available() and device in ("auto", "openvino") and precision == "fp32":
+            return "openvino"
+        return "onnxruntime"
 
     def adopt_encoder(self, encoder: Encoder | None) -> None:
         """Use an encoder made (and warmed) elsewhere, if it is this library's model at its
@@ -233,15 +249,21 @@ class Library:
         sample = [] if requested == "fp32" else sample_pictures(roots, [str(self.path)])
         if requested != "fp32" and not sample:
             return  # nothing to embed yet: decided when there is
-        choice = choose_precision(
-            ModelSpec.parse(self.model), requested, sample, self._make_encoder
-        )
+        made: dict[str, Encoder] = {}
+
+        def make(precision: str) -> Encoder:
+            made[precision] = self._make_encoder(precision)
+            return made[precision]
+
+        choice = choose_precision(ModelSpec.parse(self.model), requested, sample, make)
         self.store.set_meta(
             {"precision": choice.precision, "precision_check": json.dumps(choice.to_dict())}
         )
         if choice.checks:
             notice.info("%s", choice.summary())
-        self._encoder = None  # made again at the chosen precision
+        # The chosen one is loaded already (one model in memory, not a third); the others go.
+        self._encoder = made.pop(choice.precision, None)
+        made.clear()
 
     def _check_precision(self, requested: str | None) -> None:
         """An explicit --precision that differs from the library's would mix vectors."""
@@ -633,7 +655,7 @@ class Library:
             "precision_check": json.loads(meta["precision_check"])
             if meta.get("precision_check")
             else None,
-            "runtime": "torch" if meta.get("precision") == "bf16" else "onnxruntime",
+            "runtime": self._runtime_name(meta.get("precision") or "fp32"),
             "images": counts["images"],
             "photos": counts["photos"],
             "generated": counts["generated"],

@@ -37,7 +37,11 @@ class State:
     quiet: bool = False
     verbose: int = 0
 
-    def open_library(self, *, create: bool, check_model: bool = True):  # -> Library
+    def open_library(
+        self, *, create: bool, check_model: bool = True, switching: bool = False
+    ):  # -> Library
+        """`switching`: the command re-embeds everything (`reindex`): --model and
+        --precision may differ from the library's."""
         from clipsearch.library import Library
 
         overrides = dict(self.overrides)
@@ -46,6 +50,7 @@ class State:
             overrides.pop("library", None),
             model=model if check_model else None,
             create=create,
+            check_precision=not switching,
             **overrides,
         )
 

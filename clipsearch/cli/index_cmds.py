@@ -141,7 +141,7 @@ def reindex(state: State, as_json: bool) -> None:
     \b
       clipsearch --library ~/clip-lib --model ViT-L-14:laion2b_s32b_b82k reindex
     """
-    with state.open_library(create=False, check_model=False) as lib:
+    with state.open_library(create=False, check_model=False, switching=True) as lib:
         model = state.requested_model or lib.model
         with progress_bar(state) as progress:
             summary = lib.reindex(model, progress=progress)

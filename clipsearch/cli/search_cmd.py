@@ -214,12 +214,13 @@ def _warm_text_tower(state: State, query: Any) -> _Warming | None:
     from pathlib import Path
 
     from clipsearch.config import Settings
+    from clipsearch.model.precision import bf16_runtime
     from clipsearch.store.peek import model_facts
 
     settings = Settings.resolve(**state.overrides)
     facts = model_facts(Path(os.path.abspath(settings.library)) / "clipsearch.db")
     precision = facts.get("precision") or "fp32"
-    if "model" not in facts or precision == "bf16":
+    if "model" not in facts or (precision == "bf16" and bf16_runtime() != "openvino"):
         return None
     return _Warming(settings, facts["model"], precision)
 

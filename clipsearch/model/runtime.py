@@ -20,7 +20,10 @@ from clipsearch.errors import ModelError
 
 _PROVIDERS = {
     "cuda": ("CUDAExecutionProvider", "pip install onnxruntime-gpu (instead of onnxruntime)"),
-    "openvino": ("OpenVINOExecutionProvider", "pip install onnxruntime-openvino"),
+    "openvino": (
+        "OpenVINOExecutionProvider",
+        "pip install 'clipsearch[openvino]', or onnxruntime-openvino",
+    ),
     "coreml": ("CoreMLExecutionProvider", "the standard onnxruntime wheel on macOS has it"),
     "mps": ("CoreMLExecutionProvider", "the standard onnxruntime wheel on macOS has it"),
 }
