@@ -199,6 +199,21 @@ def _lower_priority(levels: int) -> None:
         os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + levels)
 
 
+def _warm(encoder: Encoder) -> threading.Thread | None:
+    """Load the encoder's image tower in a thread (errors surface at the first encode)."""
+    warm = getattr(encoder, "warm_images", None)
+    if warm is None:
+        return None
+
+    def run() -> None:
+        with contextlib.suppress(Exception):
+            warm()
+
+    thread = threading.Thread(target=run, name="clipsearch-model-load", daemon=True)
+    thread.start()
+    return thread
+
+
 class IngestRun:
     """One `index` run over some roots. Not reusable."""
 
@@ -244,6 +259,12 @@ class IngestRun:
         self._uncommitted = dict.fromkeys(("added", "updated", "moved", "unchanged", "failed"), 0)
         self._uncommitted_failures: list[FailedFile] = []
         self._t = dict.fromkeys(("scan", "wait", "encode", "commit", "remove"), 0.0)
+        self._warming: threading.Thread | None = None
+        # Encoded batches not yet stored: (future vectors, their items), oldest first. The
+        # encoder may run several batches side by side (`batch_streams`); commits stay in order.
+        self._inflight: deque[tuple[Future[np.ndarray], list[_Prepared]]] = deque()
+        self._encode_pool: ThreadPoolExecutor | None = None
+        self._streams = 1
 
     @property
     def encoder(self) -> Encoder:
@@ -369,9 +390,17 @@ class IngestRun:
         if not jobs:
             self._flush()  # failures the scan found
             return
-        params = self.encoder.params  # loads the model
+        params = self.encoder.params  # finds the model's files (no session yet)
         total = len(jobs)
         self.progress(Progress("embed", 0, total))
+        # The image tower loads (~0.3-1 s) in a thread while the first pictures decode; until
+        # it is ready, decoding runs further ahead (the decoded pictures wait, ~150 KB each).
+        self._warming = _warm(self.encoder)
+        self._streams = max(1, int(getattr(self.encoder, "batch_streams", 1)))
+        self._encode_pool = ThreadPoolExecutor(
+            self._streams, thread_name_prefix="clipsearch-encode"
+        )
+        warm_window = 8 * self.batch_size
         window = max(2 * self.batch_size, 4 * max(1, self.workers))
         pending: deque[Future[_Prepared]] = deque()
         done = 0
@@ -385,7 +414,8 @@ class IngestRun:
         try:
             for job in it:
                 pending.append(pool.submit(_prepare, job, params, self.store))
-                if len(pending) >= window:
+                warming = self._warming is not None and self._warming.is_alive()
+                if len(pending) >= (warm_window if warming else window):
                     done += self._consume(pending.popleft(), roots)
                     if done % 8 == 0:
                         self.progress(Progress("embed", done, total))
@@ -393,15 +423,18 @@ class IngestRun:
                 done += self._consume(pending.popleft(), roots)
                 if done % 8 == 0:
                     self.progress(Progress("embed", done, total))
-            self._flush()
+            self._flush(drain=True)
             self.progress(Progress("embed", done, total))
         except KeyboardInterrupt:
             self.summary.interrupted = True
             for fut in pending:
                 fut.cancel()
-            # What was prepared but not committed is simply redone by the next run.
+            # What was prepared or encoded but not committed is simply redone by the next run.
+            self._inflight.clear()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+            self._encode_pool.shutdown(wait=True, cancel_futures=True)
+            self._encode_pool = None
 
     def _consume(self, fut: Future[_Prepared], roots: list[str]) -> int:
         t0 = time.perf_counter()
@@ -508,20 +541,40 @@ class IngestRun:
             self._changes.cleared_failures.append(st.path)
             self._uncommitted["updated"] += 1
 
-    def _flush(self) -> None:
+    def _flush(self, *, drain: bool = False) -> None:
+        """Send the batch to the encoder; store what the encoder finished, in order (all of
+        it with `drain`, else until fewer batches than its streams are running); commit."""
         if self._batch:
+            if self._warming is not None:  # one load of the tower, not two
+                self._warming.join()
+                self._warming = None
+            items, self._batch = self._batch, []
+            pixels = np.stack([b.pixels for b in items])
+            for item in items:
+                item.pixels = None  # the stacked copy is what is encoded
+            if self._encode_pool is None:  # outside _embed: encode here
+                done: Future[np.ndarray] = Future()
+                done.set_result(self.encoder.encode_images(pixels))
+                self._inflight.append((done, items))
+            else:
+                self._inflight.append((self._encode_pool.submit(self._encode, pixels), items))
+        while self._inflight and (drain or len(self._inflight) >= self._streams):
+            fut, items = self._inflight[0]
             t0 = time.perf_counter()
-            vectors = self.encoder.encode_images(np.stack([b.pixels for b in self._batch]))
+            vectors = fut.result()
             self._t["encode"] += time.perf_counter() - t0
-            self.summary.embedded += len(self._batch)
-            for item, vec in zip(self._batch, vectors, strict=True):
+            self._inflight.popleft()
+            self.summary.embedded += len(items)
+            for item, vec in zip(items, vectors, strict=True):
                 assert item.hash is not None
                 self._run_hashes.add(hash(item.hash))
                 self._store_vector(item, vec)
-            self._batch = []
         if self._changes:
             self._commit(self._changes)
             self._changes = Changes()
+
+    def _encode(self, pixels: np.ndarray) -> np.ndarray:
+        return self.encoder.encode_images(pixels)
 
     def _commit(self, changes: Changes) -> None:
         t0 = time.perf_counter()

@@ -62,6 +62,10 @@ def _grey(img: Image.Image, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(small, dtype=np.float64)
 
 
+def _greyscale(img: Image.Image) -> Image.Image:
+    return img if img.mode == "L" else img.convert("L")
+
+
 def _phash_bits(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     low = _DCT @ pixels @ _DCT.T  # (8, 8): rows vertical, columns horizontal frequency
     mirror = low * _MIRROR_SIGNS
@@ -79,8 +83,9 @@ def _dhash_bits(pixels: np.ndarray) -> np.ndarray:
 
 def compute(img: Image.Image) -> PerceptualHashes:
     """The perceptual hashes of a decoded picture (any size, any mode)."""
-    p, pm = _phash_bits(_grey(img, (_DCT_SIZE, _DCT_SIZE)))
-    d9 = _grey(img, (9, 8))
+    grey = _greyscale(img)  # once for both hashes (0.2 ms of a 500x375 photo's 0.8)
+    p, pm = _phash_bits(_grey(grey, (_DCT_SIZE, _DCT_SIZE)))
+    d9 = _grey(grey, (9, 8))
     d, dm = _dhash_bits(d9), _dhash_bits(d9[:, ::-1])
     return PerceptualHashes(_to_int(p), _to_int(d), _to_int(pm), _to_int(dm))
 
