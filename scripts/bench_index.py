@@ -13,16 +13,19 @@ In-process throughput (images/s, model already loaded):
 - `torch_forward`: torch's batched fp32 forward on pre-decoded tensors;
 - `ort_forward_fp32` / `ort_forward_int8`: ONNX Runtime's forward on pre-decoded uint8 batches
   (the sessions clipsearch uses): the ceiling for `index` on each runtime;
-- `index_fp32` / `index_int8`: `Library.index()` of the photos into a library already set up
-  (its model loaded and its precision chosen on 48 other photos): scan, read, hash, decode,
-  perceptual hashes, encode, SQLite, FAISS, index file.
+- `ov_forward_fp32` / `ov_forward_bf16`: the same on OpenVINO (the `[openvino]` extra);
+- `index_fp32` / `index_int8` / `index_bf16`: `Library.index()` of the photos into a library
+  already set up (its model loaded and its precision chosen on 48 other photos): scan, read,
+  hash, decode, perceptual hashes, encode, SQLite, FAISS, index file. fp32 image batches run on
+  OpenVINO when it is installed (the default), `index_fp32_ort` keeps them on ONNX Runtime
+  (`--device cpu`); int8 runs on ONNX Runtime, bf16 on OpenVINO.
 
 Whole processes (what a user waits for), against rclip 3.x installed in a scratch venv under
 `.bench/` and pointed at an ONNX export of the same weights (its own 256 px default model is
 replaced by the 224 px export through its data folder; a wrapper sets its crop size to 224):
-- `cli_index_fp32` / `cli_index_int8` / `rclip_index`: add the photos to a library that holds
-  48 others (set-up excluded);
-- `cli_query` / `rclip_query`: a cold text query on that library (`--no-server`).
+- `cli_index_fp32` / `cli_index_int8` / `cli_index_bf16` / `rclip_index`: add the photos to a
+  library that holds 48 others (set-up excluded);
+- `cli_query_*` / `rclip_query`: a cold text query on that library (`--no-server`).
 
 Also: the FLOPs of one image, the CPU's measured fp32 matrix-multiply peak, and the fraction
 of it each runtime reaches. Prints JSON; figures go to docs/benchmarks.md.
@@ -40,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,8 +56,12 @@ IN_PROCESS = (
     "torch_forward",
     "ort_forward_fp32",
     "ort_forward_int8",
+    "ov_forward_fp32",
+    "ov_forward_bf16",
     "index_fp32",
+    "index_fp32_ort",
     "index_int8",
+    "index_bf16",
 )
 QUERY = "a dog running on a beach"
 
@@ -127,19 +135,29 @@ def run_torch_forward(args) -> dict:
     return {"seconds": seconds, "images_per_s": len(pixels) / seconds}
 
 
-def run_ort_forward(args, precision: str) -> dict:
+def run_forward(args, precision: str, device: str) -> dict:
     from clipsearch.model.encoder import Encoder
 
-    enc = Encoder(MODEL, batch_size=args.batch_size, threads=args.threads, precision=precision)
+    enc = Encoder(
+        MODEL, batch_size=args.batch_size, threads=args.threads, precision=precision, device=device
+    )
     pixels = _pixels(photos(args.n)[1], enc.params)
     enc.encode_images(pixels[: args.batch_size])  # warm-up: the session
+    # As `index` runs it: batches side by side when the encoder runs several at once.
+    batches = [pixels[i : i + args.batch_size] for i in range(0, len(pixels), args.batch_size)]
     t0 = time.perf_counter()
-    enc.encode_images(pixels)
+    with ThreadPoolExecutor(enc.batch_streams) as pool:
+        list(pool.map(enc.encode_images, batches))
     seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "images_per_s": len(pixels) / seconds}
+    return {
+        "seconds": seconds,
+        "images_per_s": len(pixels) / seconds,
+        "streams": enc.batch_streams,
+        "runtime": enc.runtime,
+    }
 
 
-def run_index(args, precision: str) -> dict:
+def run_index(args, precision: str, device: str = "auto") -> dict:
     from clipsearch import Library
 
     first, files = photos(args.n)
@@ -158,26 +176,37 @@ def run_index(args, precision: str) -> dict:
             threads=args.threads,
             workers=args.workers,
             precision=precision,
+            device=device,
         )
         lib.index([setup])  # model loaded, precision chosen: not indexing throughput
         t0 = time.perf_counter()
         summary = lib.index([src])
         seconds = time.perf_counter() - t0
         chosen = lib.precision
+        runtime = lib.encoder.runtime
         lib.close()
     assert summary.added == len(files), summary.to_dict()
     assert chosen == precision, (chosen, precision)
-    return {"seconds": seconds, "images_per_s": len(files) / seconds, "stages": summary.timings}
+    return {
+        "seconds": seconds,
+        "images_per_s": len(files) / seconds,
+        "stages": summary.timings,
+        "runtime": runtime,
+    }
 
 
 def child(args) -> None:
     modes = {
         "loop": run_loop,
         "torch_forward": run_torch_forward,
-        "ort_forward_fp32": lambda a: run_ort_forward(a, "fp32"),
-        "ort_forward_int8": lambda a: run_ort_forward(a, "int8"),
+        "ort_forward_fp32": lambda a: run_forward(a, "fp32", "cpu"),
+        "ort_forward_int8": lambda a: run_forward(a, "int8", "cpu"),
+        "ov_forward_fp32": lambda a: run_forward(a, "fp32", "openvino"),
+        "ov_forward_bf16": lambda a: run_forward(a, "bf16", "openvino"),
         "index_fp32": lambda a: run_index(a, "fp32"),
+        "index_fp32_ort": lambda a: run_index(a, "fp32", "cpu"),
         "index_int8": lambda a: run_index(a, "int8"),
+        "index_bf16": lambda a: run_index(a, "bf16"),
     }
     out = modes[args.child](args)
     out["peak_rss_mb"] = round(peak_rss_mb(), 1)
@@ -285,7 +314,8 @@ def whole_processes(args, env: dict, work: Path) -> dict[str, list[float]]:
     data = None if rclip is None else rclip_data(BENCH / "rclip-data-vit-b-32-random")
     wrapper = work / "run_rclip.py"
     wrapper.write_text(RCLIP_WRAPPER)
-    modes = ["cli_index_fp32", "cli_index_int8"] + ([] if rclip is None else ["rclip_index"])
+    modes = ["cli_index_fp32", "cli_index_int8", "cli_index_bf16"]
+    modes += [] if rclip is None else ["rclip_index"]
     for r in range(args.rounds):
         for mode in modes[r % len(modes) :] + modes[: r % len(modes)]:
             case = work / f"{mode}-{r}"
@@ -301,12 +331,8 @@ def whole_processes(args, env: dict, work: Path) -> dict[str, list[float]]:
                 for f in files:
                     (src / f.name).symlink_to(f)
                 times.setdefault(mode, []).append(timed([*base, "index", str(src)], env=env))
-                if precision == "int8":
-                    q = timed([cli, "--library", str(lib), "search", QUERY, "--no-server"], env=env)
-                    times.setdefault("cli_query_int8", []).append(q)
-                else:
-                    q = timed([cli, "--library", str(lib), "search", QUERY, "--no-server"], env=env)
-                    times.setdefault("cli_query_fp32", []).append(q)
+                q = timed([cli, "--library", str(lib), "search", QUERY, "--no-server"], env=env)
+                times.setdefault(f"cli_query_{precision}", []).append(q)
             else:
                 assert rclip is not None and data is not None
                 renv = {**env, "RCLIP_DATADIR": str(case / "rclip-data")}
@@ -338,7 +364,8 @@ def vit_b32_flops() -> float:
 
 
 def theoretical_peak() -> dict:
-    """fp32 FLOP/s and int8 op/s the cores could do at the clock /proc/cpuinfo reports.
+    """fp32 FLOP/s, int8 op/s and bf16 FLOP/s the cores could do at the clock /proc/cpuinfo
+    reports (the nominal clock: cores that boost above it can beat these figures).
 
     Assumes two FMA pipes per core of the widest vector the flags name (512 bits with
     AVX-512: 64 fp32 FLOP/cycle/core, as on AMD Zen 5) and VNNI's four int8 multiply-adds per
@@ -355,7 +382,13 @@ def theoretical_peak() -> dict:
     cores = os.cpu_count() or 1
     fp32 = cores * per_cycle * mhz * 1e6
     vnni = "avx512_vnni" in flags or "avx_vnni" in flags
-    return {"mhz": mhz, "fp32_flops": fp32, "int8_ops": fp32 * (4 if vnni else 2)}
+    bf16 = "avx512_bf16" in flags or "amx_bf16" in flags  # a pair of products per fp32 lane
+    return {
+        "mhz": mhz,
+        "fp32_flops": fp32,
+        "int8_ops": fp32 * (4 if vnni else 2),
+        "bf16_flops": fp32 * (2 if bf16 else 1),
+    }
 
 
 def gemm_peak(threads: int) -> float:
@@ -380,6 +413,16 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--no-rclip", action="store_true", help="skip the rclip comparison")
+    p.add_argument(
+        "--no-processes",
+        action="store_true",
+        help="only the in-process modes (no whole-process comparison with rclip)",
+    )
+    p.add_argument(
+        "--processes-only",
+        action="store_true",
+        help="only the whole-process comparison with rclip (no in-process modes)",
+    )
     p.add_argument("--child", choices=IN_PROCESS)
     args = p.parse_args()
     if args.child:
@@ -387,14 +430,26 @@ def main() -> None:
         return
     BENCH.mkdir(exist_ok=True)
     env = {**os.environ, "CLIPSEARCH_CACHE": str(BENCH / "model-cache")}
+    # Installed packages come with their bytecode (rclip's venv has it); a checkout run with
+    # PYTHONDONTWRITEBYTECODE would compile clipsearch's modules in every process.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "clipsearch")], check=True)
     runs: dict[str, list[dict]] = {m: [] for m in IN_PROCESS}
-    spawn("ort_forward_int8", args, env)  # export + quantize once, outside the timings
+    for mode in ("ort_forward_int8", "ov_forward_fp32", "ov_forward_bf16"):
+        spawn(mode, args, env)  # export, quantize, compile (cached) once, outside the timings
+    if args.processes_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            procs = whole_processes(args, env, Path(tmp))
+        print(json.dumps({"whole_process_seconds": procs, **_vs_rclip(procs)}, indent=2))
+        return
     for r in range(args.rounds):
         order = IN_PROCESS[r % len(IN_PROCESS) :] + IN_PROCESS[: r % len(IN_PROCESS)]
         for mode in order:
             runs[mode].append(spawn(mode, args, env))
-    with tempfile.TemporaryDirectory() as tmp:
-        procs = whole_processes(args, env, Path(tmp))
+    procs: dict[str, list[float]] = {}
+    if not args.no_processes:
+        with tempfile.TemporaryDirectory() as tmp:
+            procs = whole_processes(args, env, Path(tmp))
 
     def med(mode: str) -> float:
         return statistics.median(x["images_per_s"] for x in runs[mode])
@@ -402,9 +457,6 @@ def main() -> None:
     def per_round(a: str, b: str) -> list[float]:
         pairs = zip(runs[a], runs[b], strict=True)
         return [round(x["images_per_s"] / y["images_per_s"], 3) for x, y in pairs]
-
-    def faster(slow: list[float], fast: list[float]) -> list[float]:
-        return [round(a / b, 3) for a, b in zip(slow, fast, strict=True)]
 
     flops, peak = vit_b32_flops(), gemm_peak(args.threads or os.cpu_count() or 1)
     ceiling = theoretical_peak()
@@ -418,8 +470,13 @@ def main() -> None:
         "images_per_s": {m: round(med(m), 2) for m in IN_PROCESS},
         "peak_rss_mb": {m: max(x["peak_rss_mb"] for x in runs[m]) for m in IN_PROCESS},
         "ratios": {
-            "index_fp32_vs_ort_forward_fp32": per_round("index_fp32", "ort_forward_fp32"),
+            "index_fp32_vs_ov_forward_fp32": per_round("index_fp32", "ov_forward_fp32"),
+            "index_fp32_ort_vs_ort_forward_fp32": per_round("index_fp32_ort", "ort_forward_fp32"),
             "index_int8_vs_ort_forward_int8": per_round("index_int8", "ort_forward_int8"),
+            "index_bf16_vs_ov_forward_bf16": per_round("index_bf16", "ov_forward_bf16"),
+            "ov_forward_fp32_vs_ort_forward_fp32": per_round("ov_forward_fp32", "ort_forward_fp32"),
+            "ov_forward_bf16_vs_ort_forward_fp32": per_round("ov_forward_bf16", "ort_forward_fp32"),
+            "index_fp32_vs_index_fp32_ort": per_round("index_fp32", "index_fp32_ort"),
             "ort_forward_fp32_vs_torch_forward": per_round("ort_forward_fp32", "torch_forward"),
             "ort_forward_int8_vs_ort_forward_fp32": per_round(
                 "ort_forward_int8", "ort_forward_fp32"
@@ -433,27 +490,41 @@ def main() -> None:
             "cpu_mhz": ceiling.get("mhz"),
             "theoretical_fp32_gflops": round(ceiling.get("fp32_flops", 0) / 1e9, 1),
             "theoretical_int8_gops": round(ceiling.get("int8_ops", 0) / 1e9, 1),
+            "theoretical_bf16_gflops": round(ceiling.get("bf16_flops", 0) / 1e9, 1),
             "fraction_of_theoretical": {
                 m: round(med(m) * flops / ceiling[key], 3)
                 for m, key in (
                     ("torch_forward", "fp32_flops"),
                     ("ort_forward_fp32", "fp32_flops"),
+                    ("ov_forward_fp32", "fp32_flops"),
                     ("ort_forward_int8", "int8_ops"),
+                    ("ov_forward_bf16", "bf16_flops"),
                 )
             }
             if ceiling
             else None,
         },
     }
-    if "rclip_index" in procs:
-        rc, rq = procs["rclip_index"], procs["rclip_query"]
-        report["vs_rclip"] = {
-            "index_fp32_speedup": faster(rc, procs["cli_index_fp32"]),
-            "index_int8_speedup": faster(rc, procs["cli_index_int8"]),
-            "cold_query_fp32_speedup": faster(rq, procs["cli_query_fp32"]),
-            "cold_query_int8_speedup": faster(rq, procs["cli_query_int8"]),
-        }
+    report.update(_vs_rclip(procs))
     print(json.dumps(report, indent=2))
+
+
+def _vs_rclip(procs: dict[str, list[float]]) -> dict:
+    """rclip's seconds / clipsearch's, per round (above 1: clipsearch is faster)."""
+    if "rclip_index" not in procs:
+        return {}
+
+    def faster(slow: list[float], fast: list[float]) -> list[float]:
+        return [round(a / b, 3) for a, b in zip(slow, fast, strict=True)]
+
+    rc, rq = procs["rclip_index"], procs["rclip_query"]
+    out = {}
+    for precision in ("fp32", "int8", "bf16"):
+        ratios = faster(rc, procs[f"cli_index_{precision}"])
+        out[f"index_{precision}_speedup"] = ratios
+        out[f"index_{precision}_speedup_median"] = statistics.median(ratios)
+        out[f"cold_query_{precision}_speedup"] = faster(rq, procs[f"cli_query_{precision}"])
+    return {"vs_rclip": out}
 
 
 if __name__ == "__main__":
