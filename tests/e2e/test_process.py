@@ -47,7 +47,17 @@ def start_index(lib, model, photos, *extra):
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=_as_from_a_terminal,
     )
+
+
+def _as_from_a_terminal() -> None:
+    """Ctrl-C as a terminal delivers it: whatever this test process's own state (a library
+    loaded earlier in the suite may leave SIGINT ignored or blocked, and a child inherits
+    both across exec), the child starts with the default disposition, unblocked."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 def wait_for_db(lib: Path, timeout=60):
@@ -90,10 +100,10 @@ def check_every_file_once(lib, model, photos):
 def test_ctrl_c_keeps_committed_work_and_the_next_run_resumes(tmp_path, tiny_model, many_photos):
     lib = tmp_path / "lib"
     proc = start_index(lib, tiny_model, many_photos)
-    wait_for_commits(lib, 20)
+    wait_for_commits(lib, 20, poll=0.002)  # the tiny model is fast: signal it early on
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    assert proc.returncode == 130, (out[-400:], err[-400:])
     first = json.loads(out)
     assert first["interrupted"] is True
     kept = committed(lib)
