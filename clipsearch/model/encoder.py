@@ -10,7 +10,7 @@ Runtimes (`runtime_for`): ONNX Runtime by default. With the `[openvino]` extra i
 OpenVINO encodes batches of images on the CPU (1.1x ONNX Runtime's fp32 forward here, the
 same vectors: cosine 0.9999996), and all image encoding of a `bf16` library (OpenVINO's
 bfloat16: 4.4x fp32 on CPUs with AVX-512 BF16 or AMX); text queries stay on ONNX Runtime,
-whose optimised text tower loads in ~0.1 s. `--device cpu` keeps everything on ONNX Runtime;
+whose optimised text tower loads in ~0.1 s. `--device cpu` keeps fp32 and int8 on ONNX Runtime;
 `--device openvino` puts every tower on OpenVINO.
 """
 
