@@ -62,7 +62,12 @@ def generate_with_transformer(
         draw_candidates,
     )
     from clipsearch.generate.guide import ClipGuide
-    from clipsearch.generate.run import _DEFAULT_LR, GenerationCancelled, finish_generation
+    from clipsearch.generate.run import (
+        _DEFAULT_LR,
+        GenerationCancelled,
+        finish_generation,
+        run_optimiser,
+    )
     from clipsearch.generate.sampling import SamplingSettings
 
     vqgan, vqgan_name, loaded = _models(lib, req)
@@ -95,23 +100,14 @@ def generate_with_transformer(
     outcome, lr, score = None, None, best.clip_score
     if req.drawer == "transformer+vqgan":
         from clipsearch.generate.drawers import VQGANDrawer
-        from clipsearch.generate.optimise import Settings, optimise
+        from clipsearch.generate.optimise import Settings
 
         side = loaded.size
         drawer = VQGANDrawer(vqgan, side, side)
         drawer.init_latent = codes_to_latent(vqgan, best.codes)
         lr = req.lr or _DEFAULT_LR["transformer+vqgan"]
         settings = Settings(steps=req.steps, seed=seed, lr=lr, every=req.every, preview=req.preview)
-        outcome = optimise(
-            drawer,
-            guide,
-            settings,
-            progress=progress,
-            should_stop=should_stop,
-            keep_on_interrupt=req.keep_on_interrupt,
-        )
-        if outcome.interrupted and should_stop is not None and should_stop():
-            raise GenerationCancelled("generation cancelled")
+        outcome = run_optimiser(drawer, guide, settings, req, progress, should_stop)
         image, steps_done, interrupted = outcome.image, outcome.steps_done, outcome.interrupted
         seconds += outcome.seconds
         score = clip_scores(guide, _tensor(image))[0]

@@ -206,7 +206,7 @@ def generate(
             lib, req, prompts, seed, out_path, progress=progress, should_stop=should_stop
         )
     parts = _build(lib, req, prompts)
-    from clipsearch.generate.optimise import Settings, optimise
+    from clipsearch.generate.optimise import Settings
 
     settings = Settings(
         steps=req.steps,
@@ -224,16 +224,7 @@ def generate(
         req.steps,
         seed,
     )
-    outcome = optimise(
-        parts.drawer,
-        parts.guide,
-        settings,
-        progress=progress,
-        should_stop=should_stop,
-        keep_on_interrupt=req.keep_on_interrupt,
-    )
-    if outcome.interrupted and should_stop is not None and should_stop():
-        raise GenerationCancelled("generation cancelled")
+    outcome = run_optimiser(parts.drawer, parts.guide, settings, req, progress, should_stop)
     provenance = {
         "prompts": json.dumps([[p.text, p.weight] for p in prompts]),
         "seed": seed,
@@ -264,6 +255,32 @@ def generate(
         outcome=outcome,
         seconds=outcome.seconds,
     )
+
+
+def run_optimiser(
+    drawer: Any,
+    guide: Any,
+    settings: Any,
+    req: GenerateRequest,
+    progress: Callable[[Any], None] | None,
+    should_stop: Callable[[], bool] | None,
+) -> Any:
+    """Optimise `drawer` towards `guide`; a stop asked for by `should_stop` (the server's
+    cancel) raises GenerationCancelled, a Ctrl-C keeps the picture so far if the request
+    says so. Returns optimise.Outcome."""
+    from clipsearch.generate.optimise import optimise
+
+    outcome = optimise(
+        drawer,
+        guide,
+        settings,
+        progress=progress,
+        should_stop=should_stop,
+        keep_on_interrupt=req.keep_on_interrupt,
+    )
+    if outcome.interrupted and should_stop is not None and should_stop():
+        raise GenerationCancelled("generation cancelled")
+    return outcome
 
 
 def finish_generation(
