@@ -321,8 +321,14 @@ class Library:
         source: str = "photos",
         accept_device: bool = False,
         ocr: bool | str | None = None,
+        quick: bool = False,
     ) -> IngestSummary:
         """Index images under `paths` incrementally; returns what changed.
+
+        `quick=True` lists again only the folders whose modification time moved since the
+        last complete run (new, deleted, renamed and moved files change it): a catch-up
+        proportional to what changed. A file edited in place keeps its folder's time and is
+        caught by the next run without `quick` (or by `watch`, as it happens).
 
         `ocr=True` (or Tesseract languages, "eng+por") turns on reading text in pictures for
         this library, `ocr=False` turns it off; None keeps what the library does (remembered).
@@ -340,7 +346,7 @@ class Library:
         with self._lock.holding("clipsearch index"):
             self.set_ocr(ocr)
             return self._ingest(
-                roots, progress=progress, source=source, accept_device=accept_device
+                roots, progress=progress, source=source, accept_device=accept_device, quick=quick
             )
 
     @property
@@ -372,6 +378,7 @@ class Library:
         save: bool = True,
         defer_failure: Callable[[str, str], bool] | None = None,
         accept_device: bool = False,
+        quick: bool = False,
     ) -> IngestSummary:
         if remember and source == "photos":
             self._settle_precision(roots)
@@ -391,6 +398,7 @@ class Library:
             defer_failure=defer_failure,
             accept_device=accept_device,
             ocr=self.ocr,
+            quick=quick,
         )
         summary = run.run(roots)  # a full disk raises here: what was committed stays
         states = run.root_states
@@ -427,13 +435,15 @@ class Library:
         remember: bool = False,
         save: bool = False,
         defer_failure: Callable[[str, str], bool] | None = None,
+        quick: bool = False,
     ) -> IngestSummary:
         """Bring exactly these files or folders in line with the disk (the watch daemon's step).
 
         Like :meth:`index`, but paths that no longer exist are not an error: their images
         leave the library. By default the paths are not remembered as indexed folders and the
         index file is not rewritten (readers replay the change log; see :meth:`VectorCache.save`).
-        `defer_failure(path, reason)` returning True leaves a failure unrecorded.
+        `defer_failure(path, reason)` returning True leaves a failure unrecorded. `quick` as
+        in :meth:`index`.
         """
         roots = [os.path.abspath(p) for p in paths]
         with self._lock.holding("clipsearch (syncing files)"):
@@ -444,6 +454,7 @@ class Library:
                 remember=remember,
                 save=save,
                 defer_failure=defer_failure,
+                quick=quick,
             )
 
     def move_path(self, src: str | Path, dst: str | Path) -> int:

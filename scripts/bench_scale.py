@@ -525,6 +525,14 @@ def measure(work: Path, spec: str, n: int, dim: int, keep: bool) -> dict:
         "files": n_now + SOURCES,
         "unchanged": summary.get("unchanged"),
     }
+    log(f"{n}: no-change index --quick (unchanged folders not listed)")
+    got = timed([exe(), "--library", str(lib_dir), "index", str(photos), "--quick", "--json"])
+    summary = json.loads(got["stdout_tail"])
+    row["index_quick_no_change"] = {
+        "seconds": got["seconds"],
+        "peak_rss_mb": got["peak_rss_mb"],
+        "unchanged": summary.get("unchanged"),
+    }
     log(f"{n}: watch")
     row["watch"] = watch_round(lib_dir, photos)
     log(f"{n}: dupes")

@@ -38,6 +38,12 @@ from clipsearch.cli.app import (
     metavar="LANGS",
     help="Tesseract languages for --ocr, e.g. eng+por (installed language data). [eng]",
 )
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="List again only folders whose modification time moved since the last run: fast "
+    "on large or network collections; misses files edited in place (a plain run finds them).",
+)
 @click.pass_obj
 def index(
     state: State,
@@ -46,6 +52,7 @@ def index(
     accept_device: bool,
     ocr: bool | None,
     ocr_lang: str | None,
+    quick: bool,
 ) -> None:
     """Embed every image under PATH..., incrementally.
 
@@ -59,10 +66,17 @@ def index(
 
     Camera, lens and GPS position (with the place it names, resolved offline) are read from
     each photo's EXIF; with --ocr, the text written in each picture too.
+
+    --quick skips folders unchanged since the last run (their modification time has not
+    moved): new, deleted, renamed and moved pictures are found without looking at every
+    file, which matters on network drives. A picture edited in place does not change its
+    folder's time: run without --quick now and then (`watch` sees edits as they happen).
     """
     wanted = ocr_choice(ocr, ocr_lang)
     with state.open_library(create=True) as lib, progress_bar(state) as progress:
-        summary = lib.index(list(paths), progress=progress, accept_device=accept_device, ocr=wanted)
+        summary = lib.index(
+            list(paths), progress=progress, accept_device=accept_device, ocr=wanted, quick=quick
+        )
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))
     elif not state.quiet:

@@ -307,14 +307,27 @@ class WatchDaemon:
         self._revive([r for r in self.roots if os.path.exists(r)])
         self.phase = "reconciling"
         self._publish(force=True)
-        log.info("catch-up scan (%s) of %s", reason, ", ".join(map(fs.display, self.roots)))
+        # At start, only folders whose time moved are listed (idle in seconds at a million
+        # pictures); a picture edited in place while the daemon was down keeps its folder's
+        # time and is found by the first periodic scan, which looks at every file.
+        quick = reason == "start" and self.options.reconcile_interval > 0
+        log.info(
+            "catch-up scan (%s) of %s%s",
+            reason,
+            ", ".join(map(fs.display, self.roots)),
+            ": folders whose time moved" if quick else "",
+        )
         t0 = time.monotonic()
         deferred: dict[str, str] = {}
         self._interruptible = True
         try:
             # Every root, present or not: a missing one with pictures is kept as offline.
             summary = self.lib.sync_paths(
-                self.roots, remember=True, save=True, defer_failure=self._deferrer(set(), deferred)
+                self.roots,
+                remember=True,
+                save=True,
+                defer_failure=self._deferrer(set(), deferred),
+                quick=quick,
             )
         finally:
             self._interruptible = False

@@ -44,6 +44,7 @@ from clipsearch.media.images import (
     read_file,
 )
 from clipsearch.model.encoder import Encoder
+from clipsearch.store import folders
 from clipsearch.store.facts import lacking_facts, lacking_ocr
 from clipsearch.store.features import get_hashes
 from clipsearch.store.store import Changes, FailureRow, ImageRow, NewImage, Store
@@ -130,6 +131,15 @@ def _deferred_interrupts() -> Iterator[None]:
             signal.signal(sig, handler)
         if caught:  # deliver it now, to whatever handler was in place
             signal.raise_signal(caught[0])
+
+
+def _stat(path: str) -> fs.FileStat | None:
+    """The file at `path` as a scan would see it (None: gone, or not a regular file)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return fs.FileStat(path, st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else None
 
 
 # --- stage 2: prepare (runs in decode threads) -------------------------------------------
@@ -231,8 +241,14 @@ class IngestRun:
         defer_failure: Callable[[str, str], bool] | None = None,
         accept_device: bool = False,
         ocr: str | None = None,
+        quick: bool = False,
     ) -> None:
         self.store = store
+        # Skip folders whose modification time has not moved since the last complete walk
+        # (`index --quick`); every run records the times it saw when it completes.
+        self.quick = quick
+        self.folder_log = fs.FolderLog()
+        self._deferred = 0  # failures left to the caller to retry: the walk is not complete
         self.ocr = ocr  # Tesseract's language(s) when the library reads text in pictures
         self.accept_device = accept_device  # trust roots that moved to another device
         self.root_states = RootStates({}, {})
@@ -284,6 +300,9 @@ class IngestRun:
             self._embed(jobs, roots)
             if not self.summary.interrupted:
                 self._remove_missing(gone_failures)
+            if not self.summary.interrupted and not self._deferred:
+                # Every file under every folder seen is now in the library as it is on disk.
+                folders.record_folders(self.store, roots, self.folder_log.seen)
             if not self.summary.interrupted:
                 self._read_extras()
         except KeyboardInterrupt:
@@ -313,31 +332,70 @@ class IngestRun:
             self.summary.failed += 1
 
         exclude = [*self.exclude, *self.root_states.offline]
-        for st in fs.scan(roots, exclude=exclude, on_error=scan_error):
+        known = folders.recorded_folders(self.store, roots) if self.quick else None
+        log = self.folder_log = fs.FolderLog(known=known)
+        for st in fs.scan(roots, exclude=exclude, on_error=scan_error, folders=log):
             on_disk[st.path] = st
             if len(on_disk) % 1000 == 0:
                 self.progress(Progress("scan", len(on_disk), None))
         self.progress(Progress("scan", len(on_disk), len(on_disk)))
-        rows = self.store.rows_under(roots)
+        # What the library has where the walk looked (a quick walk: the folders it listed,
+        # and folders that are gone), as plain (size, mtime) pairs; whole rows are read only
+        # for the files that changed or went missing.
+        if log.skipped:
+            states = folders.file_states_outside(self.store, roots, log.skipped)
+        else:
+            states = folders.file_states_under(self.store, roots)
+        no_vector = folders.paths_without_vectors(self.store, roots)
         known_failures = self.store.failures_under(roots)
-        jobs: list[_Job] = []
+        if log.skipped:  # images still waiting for a vector in folders not listed
+            for path in no_vector:
+                if path not in states and path not in on_disk and (st := _stat(path)):
+                    on_disk[path] = st
+                    states[path] = (-1, -1)  # compared as changed below; the row decides
+        changed: list[fs.FileStat] = []
+        new: list[fs.FileStat] = []
         for path, st in on_disk.items():
-            row = rows.get(path)
-            if row is not None:
-                if row.size == st.size and row.mtime_ns == st.mtime_ns:
-                    if row.has_vector:
-                        self.summary.unchanged += 1
-                    else:
-                        jobs.append(_Job("pending", st, row))
+            state = states.get(path)
+            if state is not None:
+                if state == (st.size, st.mtime_ns) and path not in no_vector:
+                    self.summary.unchanged += 1
                 else:
-                    jobs.append(_Job("changed", st, row))
+                    changed.append(st)
                 continue
             failure = known_failures.get(path)
             if failure and failure.size == st.size and failure.mtime_ns == st.mtime_ns:
                 self.summary.failed += 1  # known bad, unchanged: not re-read
                 self.summary.failures.append(FailedFile(path, failure.reason))
                 continue
-            jobs.append(_Job("new", st, None))
+            new.append(st)
+        skipped = set(log.skipped)
+        if skipped:  # the pictures of unchanged folders, not looked at one by one
+            self.summary.unchanged += self.store.count_under(roots) - len(states)
+            for path, failure in known_failures.items():  # still failing, as recorded
+                if path not in on_disk and os.path.dirname(path) in skipped:
+                    self.summary.failed += 1
+                    self.summary.failures.append(FailedFile(path, failure.reason))
+        self._find_emptied_roots(roots, on_disk, log.skipped)
+        missing = [
+            p
+            for p in states
+            if p not in on_disk
+            and p not in unreadable
+            and not self._excluded(p, roots)
+            and self.root_states.offline_root_of(p) is None
+        ]
+        rows = self.store.rows_at([*(st.path for st in changed), *missing, *unreadable])
+        jobs: list[_Job] = []
+        for st in changed:
+            row = rows.get(st.path)
+            if row is None:  # gone from the library meanwhile
+                jobs.append(_Job("new", st, None))
+            elif row.size == st.size and row.mtime_ns == st.mtime_ns:
+                jobs.append(_Job("pending", st, row))
+            else:
+                jobs.append(_Job("changed", st, row))
+        jobs += [_Job("new", st, None) for st in new]
         for path, (st, reason) in unreadable.items():
             failure = known_failures.get(path)
             if failure and failure.size == st.size and failure.mtime_ns == st.mtime_ns:
@@ -345,32 +403,32 @@ class IngestRun:
                 self.summary.failures.append(FailedFile(path, failure.reason))
             else:
                 self._fail(_Job("changed", st, rows.get(path)), reason)
-        self._find_emptied_roots(roots, on_disk)
         # Rows inside an excluded folder (the library's generated/ pictures) were not scanned,
         # and rows of an offline root are kept: neither is missing.
+        self._missing = {p: rows[p] for p in missing if p in rows}
         offline = self.root_states.offline_root_of
-        self._missing = {
-            p: r
-            for p, r in rows.items()
-            if p not in on_disk
-            and p not in unreadable
-            and not self._excluded(p, roots)
-            and offline(p) is None
-        }
         gone_failures = [
             p
             for p in known_failures
-            if p not in on_disk and p not in unreadable and offline(p) is None
+            if p not in on_disk
+            and p not in unreadable
+            and offline(p) is None
+            and os.path.dirname(p) not in skipped
         ]
         self._t["scan"] += time.perf_counter() - t0
         return jobs, gone_failures
 
-    def _find_emptied_roots(self, roots: list[str], on_disk: dict[str, fs.FileStat]) -> None:
-        """A registered root scanned whole that held pictures but has none now is offline."""
+    def _find_emptied_roots(
+        self, roots: list[str], on_disk: dict[str, fs.FileStat], unchanged: list[str]
+    ) -> None:
+        """A registered root scanned whole that held pictures but has none now is offline
+        (one with a folder a quick walk found unchanged is not empty)."""
         for root in list(self.root_states.online):
             if not any(fs.is_under(root, r) for r in roots):
                 continue  # only part of it was scanned (the watch daemon's small runs)
             if any(fs.is_under(p, root) for p in on_disk):
+                continue
+            if any(fs.is_under(f, root) for f in unchanged):
                 continue
             images = self.store.count_under([root])
             if images:
@@ -476,6 +534,7 @@ class IngestRun:
     def _fail(self, job: _Job, reason: str) -> None:
         st = job.stat
         if self.defer_failure is not None and self.defer_failure(st.path, reason):
+            self._deferred += 1
             return
         self._changes.failures.append(
             FailureRow(st.path, st.size, st.mtime_ns, reason, time.time())

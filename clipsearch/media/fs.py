@@ -4,14 +4,20 @@ Hidden files and folders (a name starting with '.') are skipped, as are the libr
 folder and symlinked folders (no loops), and a RAW photo with a JPEG (or other picture) of
 the same name beside it: RAW+JPEG shooters get each photo once. Folders that cannot be
 listed are reported to `on_error` and the walk goes on.
+
+A walk can keep a `FolderLog`: each folder's modification time as seen before it was listed.
+Given the times a previous walk recorded, a folder whose time has not moved is not listed
+again (`index --quick`): adding, removing or renaming a file changes its folder's time,
+editing a file in place does not (see `FolderLog`).
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from clipsearch.errors import ClipsearchError
@@ -161,13 +167,59 @@ def check_roots(
     return [r for r in roots if not any(o != r and is_under(r, o) for o in roots)]
 
 
+# A folder modified this recently is not recorded as seen: a file added in the same tick of a
+# coarse clock (FAT: 2 s; some network file systems: 1 s) would leave its time unchanged.
+RACY_NS = 3_000_000_000
+UNTRUSTED = -1  # a folder's recorded time when it is not to be trusted: listed next time
+
+
+@dataclass
+class FolderLog:
+    """What a walk learns of folders, for walks that skip unchanged ones (`index --quick`).
+
+    `known`: folder -> modification time (ns) recorded by an earlier complete walk; a folder
+    whose time is unchanged is not listed (its files are taken as unchanged, its subfolders
+    come from `known`) and goes to `skipped`. None lists every folder. `seen`: every folder
+    this walk reached, with its time as seen *before* it was listed (a folder changed while
+    being listed shows a newer time next time); UNTRUSTED for a time too recent to trust or
+    a folder that could not be listed (recorded all the same: an unchanged parent's
+    subfolders come from the record). A file edited in place keeps its folder's time: such
+    walks miss it, a full walk (or the watch daemon, as it happens) does not.
+    """
+
+    known: dict[str, int] | None = None
+    since_ns: int = field(default_factory=time.time_ns)
+    seen: dict[str, int] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    _children: dict[str, list[str]] | None = None
+
+    def visit(self, folder: str, mtime_ns: int) -> bool:
+        """Note `folder`; True if it is unchanged since it was recorded (not to be listed)."""
+        trusted = mtime_ns < self.since_ns - RACY_NS
+        self.seen[folder] = mtime_ns if trusted else UNTRUSTED
+        if trusted and self.known is not None and self.known.get(folder) == mtime_ns:
+            self.skipped.append(folder)
+            return True
+        return False
+
+    def known_children(self, folder: str) -> list[str]:
+        """The recorded subfolders of `folder` (an unchanged folder has the same ones)."""
+        if self._children is None:
+            self._children = {}
+            for path in sorted(self.known or ()):
+                self._children.setdefault(os.path.dirname(path), []).append(path)
+        return self._children.get(folder, [])
+
+
 def scan(
     roots: Iterable[str],
     *,
     exclude: Iterable[str] = (),
     on_error: Callable[[str, str], None] | None = None,
+    folders: FolderLog | None = None,
 ) -> Iterator[FileStat]:
-    """Yield every image file under `roots` (normalised paths), skipping `exclude` folders."""
+    """Yield every image file under `roots` (normalised paths), skipping `exclude` folders
+    (and, with a `folders` log that knows them, folders unchanged since it was recorded)."""
     excluded = [normalize_root(e) for e in exclude]
     for root in roots:
         try:
@@ -182,31 +234,42 @@ def scan(
             continue
         # An excluded folder that contains the root itself (indexing LIBRARY/generated, say)
         # does not apply: exclusions hide folders *below* what the user asked for.
-        yield from _walk(root, [e for e in excluded if not is_under(root, e)], on_error)
+        excluded_here = [e for e in excluded if not is_under(root, e)]
+        yield from _walk(root, st.st_mtime_ns, excluded_here, on_error, folders)
 
 
 def _walk(
-    top: str, excluded: list[str], on_error: Callable[[str, str], None] | None
+    top: str,
+    top_mtime_ns: int,
+    excluded: list[str],
+    on_error: Callable[[str, str], None] | None,
+    log: FolderLog | None,
 ) -> Iterator[FileStat]:
-    stack = [top]
+    stack: list[tuple[str, int]] = [(top, top_mtime_ns)]
     while stack:
-        folder = stack.pop()
+        folder, mtime_ns = stack.pop()
         if any(is_under(folder, e) for e in excluded):
+            continue
+        if log is not None and log.visit(folder, mtime_ns):
+            stack.extend(reversed(_present_folders(log.known_children(folder))))
             continue
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
+            if log is not None:
+                log.seen[folder] = UNTRUSTED  # not listed: to be listed next time
             if on_error:
                 on_error(folder, f"cannot list folder ({exc.strerror or exc})")
             continue
-        subfolders = []
+        subfolders: list[tuple[str, int]] = []
         pictures = None  # stems of the folder's pictures, once it holds a RAW photo
         for entry in entries:
             if entry.name.startswith("."):
                 continue
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    subfolders.append(entry.path)
+                    sub_mtime = entry.stat(follow_symlinks=False).st_mtime_ns if log else 0
+                    subfolders.append((entry.path, sub_mtime))
                     continue
                 if not is_image_name(entry.name):
                     continue
@@ -227,3 +290,16 @@ def _walk(
             if stat.S_ISREG(st.st_mode):
                 yield FileStat(entry.path, st.st_size, st.st_mtime_ns)
         stack.extend(reversed(subfolders))
+
+
+def _present_folders(paths: list[str]) -> list[tuple[str, int]]:
+    """(path, mtime) of those of `paths` that are still real folders (not links)."""
+    out = []
+    for path in paths:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue  # gone: its pictures are missing, which the caller finds from its rows
+        if stat.S_ISDIR(st.st_mode):
+            out.append((path, st.st_mtime_ns))
+    return out

@@ -152,6 +152,16 @@ Root = Table(
     Column("offline_reason", Text),
 )
 
+# A folder's modification time as the last complete walk saw it before listing it (migration
+# 0009): `index --quick` lists again only folders whose time has moved.
+Folder = Table(
+    "folders",
+    metadata,
+    Column("path", FsPath, primary_key=True),
+    Column("mtime_ns", Integer, nullable=False),
+    sqlite_with_rowid=False,
+)
+
 # What a photo's EXIF says beyond its capture time, and what Tesseract read in it (migration
 # 0007). One row per image whose file has been read for them (all NULL when it says nothing):
 # a missing row means "not read yet", which the next `index` fills in without re-embedding.

@@ -28,6 +28,21 @@ def test_first_run_indexes_everything_then_nothing_changes(cli, photos):
     assert (again["added"], again["unchanged"], again["embedded"]) == (0, 8, 0)
 
 
+def test_quick_catch_up_finds_new_and_deleted_photos_in_changed_folders(cli, photos):
+    """`index --quick` lists only folders whose time moved; search sees the result."""
+    long_ago = 1_700_000_000
+    for folder, _, _ in os.walk(photos):
+        os.utime(folder, (long_ago, long_ago))
+    index_json(cli, photos)
+    make_image(photos / "sub" / "deep" / "new.jpg", seed=55)
+    os.remove(photos / "sub" / "webp7.webp")
+    s = json.loads(cli("index", str(photos), "--quick", "--json").stdout)
+    assert (s["added"], s["removed"], s["unchanged"], s["embedded"]) == (1, 1, 7, 1)
+    found = search_json(cli, "--image", str(photos / "sub" / "deep" / "new.jpg"), "-k", "1")
+    assert found[0]["path"] == str(photos / "sub" / "deep" / "new.jpg")
+    assert str(photos / "sub" / "webp7.webp") not in ids_by_path(cli)
+
+
 def test_unchanged_files_are_not_reread(cli, photos):
     index_json(cli, photos)
     target = photos / "img0.jpg"

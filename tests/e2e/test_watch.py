@@ -297,6 +297,40 @@ def test_restart_catches_up_with_offline_changes(watcher: Watcher, roots, lib_di
     assert daemon.last_reconcile is not None and daemon.last_reconcile["added"] == 1
 
 
+def test_restart_lists_changed_folders_then_a_periodic_scan_finds_edits(
+    watcher: Watcher, roots, lib_dir: Path
+) -> None:
+    """The start scan lists only folders whose time moved; a picture edited in place while
+    the daemon was down (its folder's time unchanged) is found by the first periodic scan."""
+    pics, _ = roots
+    for name in ("a", "b"):
+        for i in range(3):
+            make_image(pics / name / f"{i}.jpg", seed=10 * len(name) + i + ord(name))
+    long_ago = time.time() - 3600
+    for folder in (pics, pics / "a", pics / "b"):
+        os.utime(folder, (long_ago, long_ago))
+    watcher.start(pics, reconcile_interval=3600)
+    before = watcher.settled(pics)
+    watcher.stop()
+
+    make_image(pics / "a" / "new.jpg", seed=90)  # a/ changes
+    make_image(pics / "b" / "1.jpg", seed=91, size=(120, 80))  # edited in place...
+    os.utime(pics / "b", (long_ago, long_ago))  # ...b/ keeps its time
+
+    daemon = watcher.start(pics, reconcile_interval=5)
+    start = daemon.last_reconcile
+    assert start is not None and start["reason"] == "start"
+    assert (start["added"], start["updated"], start["unchanged"]) == (1, 0, 6)
+    edited = str(pics / "b" / "1.jpg")
+    assert indexed(lib_dir)[edited] == before[edited]
+    wait_for(
+        lambda: indexed(lib_dir)[edited][1] != before[edited][1],
+        "the periodic scan to re-embed the edited picture",
+    )
+    assert daemon.last_reconcile["reason"] == "periodic"
+    assert daemon.last_reconcile["updated"] == 1
+
+
 def test_readers_follow_the_log_between_index_checkpoints(
     watcher: Watcher, roots, lib_dir: Path
 ) -> None:

@@ -8,6 +8,8 @@ import pytest
 
 from clipsearch.store import Store, open_database
 from clipsearch.store.db import migrate
+from clipsearch.store.lock import WriterLock
+from clipsearch.store.vector_cache import VectorCache
 
 
 @pytest.fixture
@@ -19,3 +21,14 @@ def store(tmp_path: Path) -> Store:
     s.set_meta({"model": "fake", "dim": "4"})
     yield s
     engine.dispose()
+
+
+@pytest.fixture
+def library(tmp_path: Path, store: Store):
+    """(folder, VectorCache) of a library on `store`, its writer lock held."""
+    folder = tmp_path / "lib"
+    folder.mkdir()
+    lock = WriterLock(folder)
+    lock.acquire("test")
+    yield folder, VectorCache(folder, store, lock)
+    lock.release()

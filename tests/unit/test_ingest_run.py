@@ -11,7 +11,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from clipsearch.ingest import run as ingest_run
 from clipsearch.ingest.run import IngestRun
@@ -38,16 +37,6 @@ class FakeEncoder:
         mean = pixels.reshape(len(pixels), -1, 3).mean(axis=1)
         vecs = np.concatenate([mean, np.full((len(pixels), 1), 50.0)], axis=1)
         return (vecs / np.linalg.norm(vecs, axis=1, keepdims=True)).astype(np.float32)
-
-
-@pytest.fixture
-def library(tmp_path: Path, store: Store):
-    folder = tmp_path / "lib"
-    folder.mkdir()
-    lock = WriterLock(folder)
-    lock.acquire("test")
-    yield folder, VectorCache(folder, store, lock)
-    lock.release()
 
 
 def _run(store: Store, cache: VectorCache, enc: FakeEncoder, root: Path, **kw):

@@ -5,7 +5,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
-from clipsearch.store.db import migrate, open_database, schema_state
+from clipsearch.store.db import SCHEMA_HEAD, migrate, open_database, schema_state
 from clipsearch.store.tables import include_object, metadata
 
 
@@ -161,7 +161,7 @@ def test_generations_from_0007_keep_their_rows_and_take_every_drawer_name(tmp_pa
     assert _drawer_width(engine) == 16
 
     migrate(engine)
-    assert schema_state(engine) == ("0008", "0008")
+    assert schema_state(engine) == (SCHEMA_HEAD, SCHEMA_HEAD)
     assert _drawer_width(engine) == 32
     store = Store(engine)
     kept = store.generation(3)
