@@ -57,15 +57,25 @@ class Encoder:
         self._sessions: dict[tuple[str, int | None], Any] = {}
         self._tokenizer: Any = None
         self._lock = threading.Lock()
+        # One-thread image batches (Spark's tasks, side by side) take the batch runtime too;
+        # otherwise one thread means a query, kept on ONNX Runtime (fast to load).
+        self.one_thread_batches = False
 
     @classmethod
     def from_model(
-        cls, spec: str | ModelSpec, model: OnnxModel, *, threads: int | None = None
+        cls,
+        spec: str | ModelSpec,
+        model: OnnxModel,
+        *,
+        threads: int | None = None,
+        batches: bool = False,
     ) -> Encoder:
         """An encoder over ONNX files found elsewhere (shipped to a Spark executor, say):
-        nothing is looked up or exported here."""
+        nothing is looked up or exported here. `batches`: one-thread image encoding is batch
+        work running beside other such encoders (Spark's tasks), not a query."""
         enc = cls(spec, threads=threads, precision=model.precision)
         enc._model = model
+        enc.one_thread_batches = batches
         return enc
 
     @property
@@ -228,7 +238,7 @@ class Encoder:
         if (
             device == "auto"
             and tower == "visual"
-            and threads != 1
+            and (threads != 1 or self.one_thread_batches)
             and self.precision == "fp32"
             and openvino_runtime.available()
             and not _cuda_available()

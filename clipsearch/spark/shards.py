@@ -231,7 +231,7 @@ def _encoder(task: ShardTask) -> Any:
     if enc is None:
         from clipsearch.model.encoder import Encoder
 
-        enc = Encoder.from_model(task.spec, task.model, threads=task.threads)
+        enc = Encoder.from_model(task.spec, task.model, threads=task.threads, batches=True)
         _ENCODERS[key] = enc
         _LOADS["count"] += 1
     return enc

@@ -40,6 +40,22 @@ def test_openvino_fp32_gives_onnx_runtimes_vectors_on_real_photos():
     assert ov.fingerprint == ort.fingerprint
 
 
+def test_spark_tasks_encode_on_openvino_one_unpinned_thread_each():
+    """A Spark task's encoder (one thread, batch work beside other tasks) takes OpenVINO at
+    fp32, with ONNX Runtime's vectors; a plain one-thread encoder is a query: ONNX Runtime."""
+    ort = Encoder("tiny-shapes", device="cpu", precision="fp32").load()
+    task = Encoder.from_model("tiny-shapes", ort.model, threads=1, batches=True)
+    assert task.runtime_for("visual", 1) == "openvino"
+    assert task.runtime_for("textual", 1) == "onnxruntime"
+    query = Encoder.from_model("tiny-shapes", ort.model, threads=1)
+    assert query.runtime_for("visual", 1) == "onnxruntime"
+    pixels = _pixels(task)
+    assert _cosines(task.encode_images(pixels), ort.encode_images(pixels)).min() >= 0.9999
+    session = task._session("visual", 1)
+    assert session._compiled.get_property("INFERENCE_NUM_THREADS") == 1
+    assert session._compiled.get_property("ENABLE_CPU_PINNING") is False
+
+
 def test_bf16_runs_on_openvino_close_to_fp32_and_its_texts_stay_on_onnx_runtime():
     bf16 = Encoder("tiny-shapes", precision="bf16")
     fp32 = Encoder("tiny-shapes", device="cpu", precision="fp32")
