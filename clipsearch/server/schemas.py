@@ -371,7 +371,9 @@ class Job(BaseModel):
     state: Literal["running", "done", "failed", "cancelled"]
     prompts: list[str]
     step: int
-    steps: int
+    steps: int = Field(description="Optimiser steps (0 for the transformer drawer).")
+    drawer: Literal["vqgan", "pixel", "transformer", "transformer+vqgan"]
+    candidates: int = Field(description="Samples a transformer drawer draws and CLIP re-ranks.")
     loss: float | None
     started_at: float
     finished_at: float | None

@@ -201,9 +201,17 @@ def test_transformer_candidates_are_shown_with_their_clip_scores_and_the_best_is
     page.fill("#gen-prompts", "a red circle on a white background")
     page.fill("#gen-seed", "5")
     page.fill("#gen-candidates", "4")
+    page.evaluate(  # every status the page shows, however briefly
+        "() => { window.seenStatus = []; const s = document.querySelector('#gen-status');"
+        " new MutationObserver(() => window.seenStatus.push(s.textContent))"
+        ".observe(s, {childList: true, characterData: true, subtree: true}); }"
+    )
     page.click("#gen-start")
     page.wait_for_selector("#gen-candidates-list", timeout=120_000)
     page.wait_for_selector("#gen-image")
+    seen = page.evaluate("() => window.seenStatus")
+    assert "Drawing 4 candidates…" in seen, seen  # while sampling: no "Step 0 of 0"
+    assert not any(s.startswith("Step ") for s in seen), seen
     status = status_text(page)
     assert status.startswith("Done: best of 4 candidates, CLIP score "), status
     assert "refined" not in status  # no VQGAN steps with this drawer

@@ -84,6 +84,8 @@ class _Job:
             "prompts": self.body.prompts,
             "step": self.step,
             "steps": 0 if self.body.drawer == "transformer" else self.body.steps,
+            "drawer": self.body.drawer,
+            "candidates": self.body.candidates,
             "loss": self.loss,
             "started_at": self.started_at,
             "finished_at": self.finished_at,

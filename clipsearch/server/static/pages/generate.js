@@ -182,6 +182,15 @@ function follow(job) {
   if (job.state === "running") timer = setTimeout(poll, POLL_MS);
 }
 
+function runningText(job, loss) {
+  // The transformer drafts its candidates before any optimiser step (none at all for the
+  // plain transformer drawer): say so rather than "Step 0 of 0".
+  if (job.step === 0 && String(job.drawer || "").startsWith("transformer")) {
+    return `Drawing ${job.candidates} candidates${job.steps ? `, then ${job.steps} steps` : ""}…`;
+  }
+  return `Step ${job.step} of ${job.steps}${loss}`;
+}
+
 function show(job) {
   const running = job.state === "running";
   ui.start.disabled = running;
@@ -195,7 +204,7 @@ function show(job) {
   if (job.state === "failed") showError(job.error || { message: "failed" });
   else {
     ui.status.textContent = {
-      running: job.cancel_requested ? "Cancelling…" : `Step ${job.step} of ${job.steps}${loss}`,
+      running: job.cancel_requested ? "Cancelling…" : runningText(job, loss),
       done: job.result && job.result.clip_score !== null && job.result.clip_score !== undefined
         ? `Done: best of ${job.result.candidates.length} candidates${job.steps ? `, refined in ${job.steps} steps` : ""}, CLIP score ${job.result.clip_score.toFixed(3)}. The picture is in the library.`
         : `Done: ${job.steps} steps${loss}. The picture is in the library.`,
