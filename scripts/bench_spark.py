@@ -9,6 +9,7 @@ the rounds). Whole processes, start-up included, what a user waits for:
 - `index_fp32` / `index_int8`: `clipsearch index` of the photos into a library set up with
   48 other photos (model exported, precision checked: not timed);
 - `spark_fp32` / `spark_int8`: `clipsearch spark embed` of the same photos with
+  (`--precisions fp32,int8,bf16` adds bf16, on OpenVINO, both sides)
   `--master local[2]`, 4 shards (2 tasks at a time, one model thread each), JVM start-up,
   listing, shard files and all (nothing set up beforehand but the model's ONNX files).
 Rounds are interleaved (the order rotates); the ratio is Spark's time over `index`'s in each
@@ -45,7 +46,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = ROOT.parent / "shared" / "datasets" / "imagenet-sample"
 MODEL = "ViT-B-32:random"
-MODES = ("index_fp32", "spark_fp32", "index_int8", "spark_int8")
 SETUP = 48  # photos that set an `index` library up (export, precision check): not timed
 
 
@@ -239,6 +239,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--master", default="local[2]")
+    ap.add_argument("--precisions", default="fp32,int8", help="of fp32, int8, bf16")
     ap.add_argument("--index-sizes", help="build indexes of these sizes instead (e.g. 1000000)")
     ap.add_argument("--work", help="where synthetic shards are kept (default: a temp folder)")
     ap.add_argument("--max-memory", default="", help="spark index --max-memory (e.g. 300MB: PQ)")
@@ -258,7 +259,9 @@ def main() -> None:
     if len(files) < args.n:
         sys.exit(f"need {args.n + SETUP} photos in {DATASET}, found {len(all_files)}")
     cli = str(Path(sys.executable).with_name("clipsearch"))
-    times: dict[str, list[float]] = {m: [] for m in MODES}
+    precisions = args.precisions.split(",")
+    modes = tuple(f"{kind}_{p}" for p in precisions for kind in ("index", "spark"))
+    times: dict[str, list[float]] = {m: [] for m in modes}
     with tempfile.TemporaryDirectory(prefix="bench-spark-") as tmp:
         work = Path(tmp)
         src, setup = work / "photos", work / "setup"
@@ -269,7 +272,7 @@ def main() -> None:
         for f in setup_files:
             (setup / f.name).symlink_to(f)
         for r in range(args.rounds):
-            order = MODES[r % len(MODES) :] + MODES[: r % len(MODES)]
+            order = modes[r % len(modes) :] + modes[: r % len(modes)]
             for mode in order:
                 kind, precision = mode.split("_")
                 case = work / f"{mode}-{r}"
@@ -300,7 +303,7 @@ def main() -> None:
         "median_s": {m: round(statistics.median(v), 2) for m, v in times.items()},
         "images_per_s": {m: round(args.n / statistics.median(v), 1) for m, v in times.items()},
     }
-    for precision in ("fp32", "int8"):
+    for precision in precisions:
         per_round = ratios(precision)
         out[f"spark_over_index_{precision}"] = {
             "per_round": per_round,

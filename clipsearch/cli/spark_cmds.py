@@ -42,10 +42,11 @@ _master = click.option(
 @click.option(
     "--precision",
     "precision",
-    type=click.Choice(["fp32", "int8"]),
+    type=click.Choice(["fp32", "int8", "bf16"]),
     default="fp32",
     show_default=True,
-    help="Precision of the vectors (a library takes the shards' precision).",
+    help="Precision of the vectors (a library takes the shards' precision); bf16 needs "
+    "the [openvino] extra on the driver and the executors.",
 )
 @click.option(
     "--shard-size",

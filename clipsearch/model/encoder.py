@@ -69,11 +69,13 @@ class Encoder:
         *,
         threads: int | None = None,
         batches: bool = False,
+        precision: str | None = None,
     ) -> Encoder:
         """An encoder over ONNX files found elsewhere (shipped to a Spark executor, say):
         nothing is looked up or exported here. `batches`: one-thread image encoding is batch
-        work running beside other such encoders (Spark's tasks), not a query."""
-        enc = cls(spec, threads=threads, precision=model.precision)
+        work running beside other such encoders (Spark's tasks), not a query. `precision`:
+        the encoder's when it is not the files' own (bf16 runs the fp32 files on OpenVINO)."""
+        enc = cls(spec, threads=threads, precision=precision or model.precision)
         enc._model = model
         enc.one_thread_batches = batches
         return enc

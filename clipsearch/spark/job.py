@@ -169,11 +169,17 @@ def embed(
 
     if dtype not in DTYPES:
         raise ConfigError(f"--dtype must be float16 or float32, not {dtype!r}")
-    if precision not in ("fp32", "int8"):
-        raise ConfigError(
-            f"spark embed runs at fp32 or int8, not {precision!r}",
-            hint="bf16 needs torch on every executor; use fp32 or int8.",
-        )
+    if precision not in ("fp32", "int8", "bf16"):
+        raise ConfigError(f"spark embed runs at fp32, int8 or bf16, not {precision!r}")
+    if precision == "bf16":
+        from clipsearch.model import openvino_runtime
+
+        if not openvino_runtime.available():  # the executors need it too (said in the docs)
+            raise ConfigError(
+                "bf16 embedding runs on OpenVINO, which is not installed",
+                hint="pip install 'clipsearch[openvino]' (on the executors too), or use "
+                "--precision fp32 or int8.",
+            )
     if shard_size < 1:
         raise ConfigError("--shard-size must be at least 1")
     t0 = time.perf_counter()
@@ -241,6 +247,7 @@ def embed(
                     spec=spec,
                     threads=threads_per_task,
                     dtype=dtype,
+                    precision=precision,
                     fail_after=fail_after,
                     remote=tuple((p, *remote[p]) for p in plan[i] if p in remote),
                 )

@@ -215,6 +215,7 @@ class ShardTask:
     spec: str
     threads: int = 1
     dtype: str = "float16"
+    precision: str = ""  # the encoder's, when it is not the files' own (bf16 runs fp32 files)
     fail_after: int | None = None  # testing: the process dies after this many images, once
     # (size, mtime_ns) of the shard's URIs, as the driver listed them: a task reads their
     # bytes through Spark (SparkContext.binaryFiles), never listing or stat-ing anything
@@ -226,12 +227,15 @@ _LOADS = {"count": 0}
 
 
 def _encoder(task: ShardTask) -> Any:
-    key = (task.spec, task.model.fingerprint, task.model.precision, str(task.model.visual))
+    precision = task.precision or task.model.precision
+    key = (task.spec, task.model.fingerprint, precision, str(task.model.visual))
     enc = _ENCODERS.get(key)
     if enc is None:
         from clipsearch.model.encoder import Encoder
 
-        enc = Encoder.from_model(task.spec, task.model, threads=task.threads, batches=True)
+        enc = Encoder.from_model(
+            task.spec, task.model, threads=task.threads, batches=True, precision=precision
+        )
         _ENCODERS[key] = enc
         _LOADS["count"] += 1
     return enc

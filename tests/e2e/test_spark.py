@@ -174,6 +174,52 @@ def test_import_then_search_gives_the_local_top_10(spark, photos, tmp_path):
     assert summary["unchanged"] == 37 and summary["added"] == 0
 
 
+def test_bf16_shards_run_on_openvino_and_import_into_a_bf16_library(
+    spark, photos, tmp_path, monkeypatch
+):
+    pytest.importorskip("openvino", reason="bf16 runs on the [openvino] extra")
+    from clipsearch.model import precision
+
+    # The local library's gate keeps its fidelity checks; its speed check (the tiny model is
+    # too small for bf16 to win here) is set aside, as in test_openvino_runtime.
+    monkeypatch.setattr(precision, "MIN_SPEEDUP", 0.0)
+    out = tmp_path / "emb"
+    summary = _embed(spark, photos, out, precision="bf16", dtype="float32")
+    assert summary.images == 38 and sh.Manifest.read(out).precision == "bf16"
+    # The tasks encoded in bf16 (not the fp32 the files hold): nearer bf16's vectors than fp32's.
+    from clipsearch.media.images import load_for_model
+    from clipsearch.model.encoder import Encoder
+
+    rows = list(_vectors(out))
+    bf16, fp32 = Encoder("tiny-shapes", precision="bf16"), Encoder("tiny-shapes", device="cpu")
+    pixels = np.stack(
+        [load_for_model(os.fsdecode(r["path_bytes"]), bf16.params)[0] for r, _ in rows]
+    )
+    got = np.stack([v for _, v in rows])
+    off_bf16 = np.abs(got - bf16.encode_images(pixels)).max()
+    off_fp32 = np.abs(got - fp32.encode_images(pixels)).max()
+    assert off_bf16 < 1e-4 < off_fp32, (off_bf16, off_fp32)
+    local, imported = tmp_path / "local", tmp_path / "imported"
+    cs(local, "--model", "tiny-shapes", "--precision", "bf16", "index", str(photos))
+    got = json.loads(cs(imported, "import", str(out), "--json").stdout)
+    assert got["added"] == 37
+    for lib in (local, imported):
+        with Library.open(lib) as opened:
+            assert opened.store.get_meta("precision") == "bf16"
+    with Library.open(local) as a, Library.open(imported) as b:
+        ids_a, vec_a = a.store.get_vectors(a.store.vector_ids(), a.dim)
+        ids_b, vec_b = b.store.get_vectors(b.store.vector_ids(), b.dim)
+        rows_a, rows_b = a.store.get_rows(ids_a), b.store.get_rows(ids_b)
+        by_path_a = {rows_a[int(i)].path: v for i, v in zip(ids_a, vec_a, strict=True)}
+        by_path_b = {rows_b[int(i)].path: v for i, v in zip(ids_b, vec_b, strict=True)}
+    assert by_path_a.keys() == by_path_b.keys()
+    assert min(float(by_path_a[p] @ by_path_b[p]) for p in by_path_a) >= 0.999
+    for query in ("a red circle", "a dog"):
+        x = json.loads(cs(local, "search", query, "--json", "--no-server").stdout)
+        y = json.loads(cs(imported, "search", query, "--json", "--no-server").stdout)
+        assert [r["path"] for r in x] == [r["path"] for r in y]
+
+
 def test_shards_of_another_model_are_refused(spark, photos, tmp_path, tiny_model):
     out = tmp_path / "emb"
     _embed(spark, photos, out)
