@@ -181,7 +181,8 @@ def run(args: argparse.Namespace) -> dict:
             "seconds_per_prompt": round(sum(r["seconds"] for r in rows) / len(rows), 3),
             "clip_wrong": [r["prompt"] for r in rows if not r["best"]["clip"]][:12],
         }
-    out["versus_vqgan_clip"] = versus(args, seen, held, drafts_of, judge, vqgan, guide_for)
+    if args.versus > 0:  # 0: quality only (a sampling sweep)
+        out["versus_vqgan_clip"] = versus(args, seen, held, drafts_of, judge, vqgan, guide_for)
     out["machine"] = f"{platform.machine()}, torch {torch.__version__}, {args.threads} thread(s)"
     out["transformer"] = str(args.transformer)
     return out
