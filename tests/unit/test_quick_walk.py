@@ -44,6 +44,13 @@ def _run(store: Store, cache, enc: FakeEncoder, root: Path, *, quick: bool) -> I
     return run
 
 
+def _indexed(tmp_path: Path, store: Store, cache) -> Path:
+    """The collection, indexed once by a full run (which records its folders)."""
+    root = _collection(tmp_path / "photos")
+    _run(store, cache, FakeEncoder(), root, quick=False)
+    return root
+
+
 def _paths(store: Store, root: Path) -> set[str]:
     return set(folders.file_states_under(store, [str(root)]))
 
@@ -52,8 +59,7 @@ def test_a_quick_run_finds_additions_deletions_moves_and_gone_folders(
     tmp_path, store, library
 ) -> None:
     _, cache = library
-    root = _collection(tmp_path / "photos")
-    _run(store, cache, FakeEncoder(), root, quick=False)
+    root = _indexed(tmp_path, store, cache)
     assert len(folders.recorded_folders(store, [str(root)])) == 5  # root, a, b, b/deep, c
 
     make_image(root / "a" / "new.jpg", seed=99)  # added
@@ -76,8 +82,7 @@ def test_unchanged_folders_are_not_listed_so_an_edit_in_place_waits_for_a_full_r
     tmp_path, store, library
 ) -> None:
     _, cache = library
-    root = _collection(tmp_path / "photos")
-    _run(store, cache, FakeEncoder(), root, quick=False)
+    root = _indexed(tmp_path, store, cache)
     # Edited in place (same name, new content): the folder's time does not move.
     make_image(root / "c" / "p2.jpg", seed=500, size=(128, 96))
     os.utime(root / "c", (LONG_AGO, LONG_AGO))
@@ -126,8 +131,7 @@ def test_folders_changed_moments_ago_are_listed_again(tmp_path, store, library) 
 def test_a_quick_run_embeds_pictures_still_waiting_for_a_vector(tmp_path, store, library):
     """Switching models drops every vector: folders unchanged on disk still hold work."""
     _, cache = library
-    root = _collection(tmp_path / "photos")
-    _run(store, cache, FakeEncoder(), root, quick=False)
+    root = _indexed(tmp_path, store, cache)
     cache.reset({"model": "fake-2", "dim": "4"})
     enc = FakeEncoder()
     run = _run(store, cache, enc, root, quick=True)
