@@ -59,6 +59,7 @@ def _print_status(info: dict[str, Any]) -> None:
         (
             "vectors",
             f"{info['vectors']} in store, {idx['vectors']} in index ({idx['kind'] or '-'}"
+            + (f", {idx['codes']} codes" if idx["kind"] == "ivf" and idx.get("codes") else "")
             + (f", nprobe {idx['nprobe']}" if idx["nprobe"] else "")
             + ")"
             + (

@@ -744,9 +744,6 @@ def _similar(
     return similar_pairs(ids, vectors, threshold, index=index), cal
 
 
-PQ_MARGIN = 0.05  # a compressed index's candidate pairs: this much under the threshold
-
-
 def _exact_scores(store: Store, dim: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Cosines of pairs (a[i], b[i]) from the stored vectors (0 for a vector gone)."""
     wanted = np.unique(np.concatenate([a, b]))
@@ -795,7 +792,7 @@ def _similar_through(
         return [], cal
     with reading() as index:  # one matrix product per IVF list (see VectorIndex.similar_pairs)
         compressed = index.compressed
-        margin = PQ_MARGIN if compressed else 0.0  # PQ codes' scores are approximate
+        margin = index.score_margin  # 8-bit and PQ codes' scores are approximate
         a_ids, b_ids, sims = index.similar_pairs(float(threshold) - margin)
     ok = _member(a_ids, distinct) & _member(b_ids, distinct)
     a_ids, b_ids, sims = a_ids[ok], b_ids[ok], sims[ok]

@@ -31,7 +31,6 @@ from clipsearch.query.parse import Query, Term
 from clipsearch.store import keywords
 from clipsearch.store.facts import ids_in_country, ids_near
 from clipsearch.store.faiss_index import (
-    RERANK,
     RERANK_META,
     SearchHits,
     VectorIndex,
@@ -222,12 +221,12 @@ class Searcher:
             fetch *= 4
 
     def nearest(self, q: np.ndarray, k: int, allowed: np.ndarray | None) -> SearchHits:
-        """The index's top `k`; from a compressed (PQ) index, k x its re-ranking depth of
-        candidates re-ranked with the stored vectors, so approximate codes never decide the
-        order or the scores."""
+        """The index's top `k`; from a compressed index (8-bit or PQ codes), k x its
+        re-ranking depth of candidates re-ranked with the stored vectors, so approximate
+        codes never decide the order or the scores."""
         with self.index_access() as index:
             compressed = index.compressed
-            depth = int(self.store.get_meta(RERANK_META) or RERANK) if compressed else 1
+            depth = index.rerank_depth(self.store.get_meta(RERANK_META) if compressed else None)
             hits = index.search(q, k * depth, allowed=allowed)[0]
         if not compressed or not len(hits.ids):
             return hits

@@ -247,7 +247,12 @@ class IndexInfo(BaseModel):
     nprobe: int | None
     file: str | None
     compressed: bool = Field(
-        False, description="Product-quantised codes (spark index --max-memory), re-ranked."
+        False,
+        description="Approximate codes (8-bit, or PQ from spark index --max-memory): "
+        "searches re-rank their hits with the stored vectors.",
+    )
+    codes: str | None = Field(
+        None, description='How the index keeps vectors: "float32", "float16", "8-bit" or "pq".'
     )
 
 

@@ -189,7 +189,7 @@ def build(
     if pq:
         trained = trained_ivfpq(dim, nlist, pq, sample, seed=seed)
     else:
-        trained = trained_ivf(dim, nlist, sample[: 40 * nlist], seed=seed)
+        trained = trained_ivf(dim, nlist, sample[: 40 * nlist], codes="float16", seed=seed)
     del sample
     summary.train_seconds = round(time.perf_counter() - t1, 3)
 

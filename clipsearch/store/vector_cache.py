@@ -120,6 +120,7 @@ class VectorCache:
                 "nprobe": index.nprobe if index else None,
                 "file": name,
                 "compressed": bool(index and index.compressed),
+                "codes": index.codes if index else None,
                 "unsaved_changes": unsaved,
             }
         facts.pop("seq", None)
@@ -204,14 +205,19 @@ class VectorCache:
     def _follow_growth(self, index: VectorIndex) -> None:
         """The index follows the library (writer, at a checkpoint): a library that has grown
         past APPROX_THRESHOLD gets an approximate index, trained again each time it doubles.
-        Built beside the current index (searches here go on meanwhile), then swapped in."""
+        Built beside the current index (searches here go on meanwhile), then swapped in.
+        An IVF of float16 codes (written before the library's IVF kept 8-bit codes, or
+        adopted from `spark index`) is rebuilt with 8-bit codes once: half the disk and memory."""
         dim = self.dim
         state = json.loads(self.store.get_meta(GROWTH_META) or "{}")
         checked = int(state.get("checked_at", 0))
-        if dim is None or index.ntotal < APPROX_THRESHOLD or index.ntotal < 2 * checked:
+        wide = index.codes == "float16"
+        if dim is None or index.ntotal < APPROX_THRESHOLD:
             return
-        if index.compressed:  # adopted for its small memory (spark index --max-memory): a
-            return  # float16 rebuild could need what the machine does not have
+        if index.ntotal < 2 * checked and not wide:
+            return
+        if index.codes == "pq":  # adopted for its small memory (spark index --max-memory):
+            return  # an 8-bit rebuild could need what the machine does not have
         built = self._build(dim, approximate=True)
         with self._mutex:
             try:
@@ -349,7 +355,13 @@ class VectorCache:
             rng = np.random.default_rng(1234)
             pick = np.sort(rng.choice(ids, size=min(n, 40 * nlist_for(n)), replace=False))
             sample = self.store.get_vectors(pick, dim)
-            index = build_ivf(dim, n, sample, lambda: self.store.iter_vectors(dim))
+            index = build_ivf(
+                dim,
+                n,
+                sample,
+                lambda: self.store.iter_vectors(dim),
+                vectors_of=lambda ids: self._stored(ids, dim),
+            )
             self.store.set_meta(
                 {
                     GROWTH_META: json.dumps(
@@ -363,6 +375,12 @@ class VectorCache:
                 index.add(ids, vecs)
         index.seq = seq
         return index
+
+    def _stored(self, ids: np.ndarray, dim: int) -> np.ndarray:
+        """The stored vectors of `ids`, in that order (every one must have a vector)."""
+        got, vecs = self.store.get_vectors(ids, dim)
+        order = np.argsort(got)
+        return vecs[order[np.searchsorted(got, ids, sorter=order)]]
 
     def _catch_up(self, index: VectorIndex) -> int:
         """Replay vector-log entries newer than the index (idempotent); returns how many."""
@@ -402,6 +420,7 @@ class VectorCache:
             "nprobe": index.nprobe,
             "file": path.name,
             "compressed": index.compressed,
+            "codes": index.codes,
         }
         # The newest LOG_KEPT entries stay: a long-lived reader (`serve`) a little behind
         # replays them instead of reading the whole new file.

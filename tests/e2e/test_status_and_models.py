@@ -17,6 +17,7 @@ def test_status_json(cli, photos, lib_dir, tiny_model):
         "nprobe": None,
         "file": st["index"]["file"],
         "compressed": False,
+        "codes": "float32",
         "unsaved_changes": 0,
     }
     assert st["index"]["file"].startswith("vectors-")

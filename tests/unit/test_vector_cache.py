@@ -11,6 +11,7 @@ import pytest
 
 from clipsearch.store import vector_cache as vc
 from clipsearch.store.db import migrate, open_database
+from clipsearch.store.faiss_index import rerank
 from clipsearch.store.lock import WriterLock
 from clipsearch.store.store import Changes, NewImage, Store
 
@@ -81,7 +82,8 @@ def test_library_growing_past_the_threshold_gets_an_approximate_index(library, m
         "vectors": 4_000,
         "nprobe": writer.index().nprobe,
         "file": writer.describe()["file"],
-        "compressed": False,
+        "compressed": True,  # 8-bit codes, whose hits searches re-rank
+        "codes": "8-bit",
         "unsaved_changes": 0,
     }
     assert json.loads(store.get_meta(vc.GROWTH_META))["checked_at"] == 4_000
@@ -91,16 +93,22 @@ def test_library_growing_past_the_threshold_gets_an_approximate_index(library, m
     assert after.kind == "ivf" and after.ntotal == 4_000
     ids, vecs = store.get_vectors(store.vector_ids(), DIM)
     exact = vecs @ query.T
-    hits = after.search(query, 10)
+    depth = after.rerank_depth()  # 8-bit codes: hits re-ranked with the stored vectors
+    assert depth > 1
+    row_of = {int(i): r for r, i in enumerate(ids)}
+    hits = [
+        rerank(h.ids, vecs[[row_of[int(i)] for i in h.ids]] @ q, 10)[0]
+        for h, q in zip(after.search(query, 10 * depth), query, strict=True)
+    ]
     recall = np.mean(
         [
-            len(set(h.ids.tolist()) & set(ids[np.argsort(-exact[:, q])[:10]].tolist())) / 10
+            len(set(h.tolist()) & set(ids[np.argsort(-exact[:, q])[:10]].tolist())) / 10
             for q, h in enumerate(hits)
         ]
     )
     assert recall >= 0.9
     new_ids = set(ids[np.argsort(ids)][2_000:].tolist())  # the second batch
-    assert any(set(h.ids.tolist()) & new_ids for h in hits)
+    assert any(set(h.tolist()) & new_ids for h in hits)
     assert not any(set(h.ids.tolist()) & new_ids for h in before)
 
     # Not retrained at every checkpoint: only when the library has doubled again.
@@ -135,6 +143,7 @@ def test_a_reader_that_replays_many_changes_saves_them_when_nobody_writes(tmp_pa
         "nprobe": None,
         "file": sorted(tmp_path.glob("vectors-*.faiss"))[-1].name,
         "compressed": False,
+        "codes": "float32",
         "unsaved_changes": 0,
     }
     assert fresh.store.log_since(fresh.index().seq) == []
@@ -269,3 +278,64 @@ def test_a_mapped_index_becomes_writable_when_the_process_turns_long_lived(libra
     assert reader.index().mapped
     reader.long_lived()
     assert not reader.index().mapped and reader.index().ntotal == 3_200
+
+
+def test_searches_of_the_8_bit_index_answer_with_the_stored_vectors(library, monkeypatch):
+    """The library's IVF keeps one byte per dimension (half the disk and memory of float16);
+    a search re-ranks its hits with the stored vectors: the order and scores of exact search
+    over what the database holds, with a filter or without."""
+    from clipsearch.query.search import Searcher
+
+    monkeypatch.setattr(vc, "APPROX_THRESHOLD", 3_000)
+    folder, writer, store = library
+    _add(writer, 0, 4_000)
+    writer.save()
+    index = writer.index()
+    assert index.kind == "ivf" and index.codes == "8-bit" and index.compressed
+    file = sorted(folder.glob("vectors-*.faiss"))[-1]
+    assert file.stat().st_size < 4_000 * (DIM + 8) + 64 * DIM * 4 + 8_192  # 1 byte a dimension
+
+    ids, vecs = store.get_vectors(store.vector_ids(), DIM)
+    searcher = Searcher(store, writer.reading, lambda: None, DIM)
+    allowed = np.sort(ids[::5])
+    exact_top, found_exactly = 0, 0
+    for q in _clustered(20, seed=777):
+        for among in (None, allowed):
+            pool = ids if among is None else allowed
+            scores = vecs[np.searchsorted(ids, pool)] @ q
+            want = pool[np.argsort(-scores, kind="stable")][:10]
+            got = searcher.nearest(q, 10, among)
+            exact_top += got.ids[0] == want[0]
+            found_exactly += len(set(got.ids.tolist()) & set(want.tolist()))
+            stored = vecs[np.searchsorted(ids, got.ids)] @ q  # the scores are the stored ones
+            np.testing.assert_allclose(got.scores, stored, atol=1e-6)
+            assert list(got.scores) == sorted(got.scores, reverse=True)
+    assert exact_top == 40 and found_exactly >= 0.97 * 400
+
+
+def test_an_index_of_float16_codes_gets_8_bit_codes_at_the_next_checkpoint(library, monkeypatch):
+    """A library indexed before the IVF kept 8-bit codes (or one that adopted `spark index`'s
+    float16 index): the writer's next checkpoint rebuilds it once, at half the size."""
+    from clipsearch.store.faiss_index import build_ivf
+
+    monkeypatch.setattr(vc, "APPROX_THRESHOLD", 3_000)
+    folder, writer, store = library
+    _add(writer, 0, 4_000)
+    ids = store.vector_ids()
+    _, vecs = store.get_vectors(ids, DIM)
+    old = build_ivf(DIM, len(ids), (ids, vecs), lambda: iter([(ids, vecs)]), codes="float16")
+    writer.adopt(old)
+    wide = sorted(folder.glob("vectors-*.faiss"))[-1].stat().st_size
+    assert writer.index().codes == "float16" and not writer.index().compressed
+    assert writer.describe()["codes"] == "float16"
+
+    _add(writer, 4_000, 10)  # not a doubling: only the codes ask for the rebuild
+    writer.save()
+    assert writer.index().codes == "8-bit" and writer.index().ntotal == 4_010
+    assert writer.describe()["codes"] == "8-bit"
+    narrow = sorted(folder.glob("vectors-*.faiss"))[-1].stat().st_size
+    assert narrow < 0.75 * wide
+    _add(writer, 5_000, 10)
+    writer.save()  # once: no more rebuilds until the library doubles
+    assert json.loads(store.get_meta(vc.GROWTH_META))["checked_at"] == 4_010
+    assert writer.index().codes == "8-bit" and writer.index().ntotal == 4_020
