@@ -10,13 +10,15 @@ in one transaction per 2,000 images, the in-memory index mirrored; a writer chec
 is a real file on disk (hard links to 32 small JPEGs, 1,000 per folder), so walks, stats and
 "files gone" checks are real. Vectors are clustered as CLIP embeddings are (2,000 centres);
 capture dates spread over 2005-2025; 5% of the images are "generated"; 1% are near copies
-of another image (a few hash bits off). The model is a random open_clip model with tiny
-towers and a 512-d embedding: the index, store and server do the work of ViT-B-32's 512-d
-vectors, while text encoding (measured apart in bench_query.py) stays out of the figures.
+of another image (a few hash bits off); EXIF facts as phones write them (85% name a camera,
+35% a GPS position and its place), so the keyword index holds what it would. The model is
+a random open_clip model with tiny towers and a 512-d embedding: the index, store and
+server do the work of ViT-B-32's 512-d vectors, while text encoding (measured apart in
+bench_query.py) stays out of the figures.
 
 Measured per size, each in a fresh process (peak RSS from the kernel's rusage):
 - growing the library (images/s, peak RSS: what a first `index` holds besides the model);
-- disk bytes per image (database + index file);
+- disk bytes per image (database + index file), and the database's largest tables;
 - `clipsearch status` (whole process, median of 3);
 - an index rebuild from the database (file deleted), time and peak RSS;
 - search p50 through HTTP on a running `clipsearch serve` ("more like" an image, and text),
@@ -135,9 +137,53 @@ class Data:
         return vecs, codes.view(">i8").astype(np.int64), dates, sources
 
 
+CAMERAS = [  # (make, model, lens or None): what phone and camera EXIF typically says
+    ("Apple", "iPhone 13", "iPhone 13 back dual wide camera 5.1mm f/1.6"),
+    ("Apple", "iPhone 8", None),
+    ("samsung", "SM-G991B", None),
+    ("Google", "Pixel 7", None),
+    ("Canon", "Canon EOS 80D", "EF-S18-135mm f/3.5-5.6 IS USM"),
+    ("SONY", "ILCE-7M3", "FE 24-105mm F4 G OSS"),
+    ("FUJIFILM", "X-T3", "XF18-55mmF2.8-4 R LM OIS"),
+    ("NIKON CORPORATION", "NIKON D750", None),
+]
+PLACES = [  # (city, region, country, code, lat, lon): as the offline geocoder names them
+    ("Lisbon", "Lisbon", "Portugal", "PT", 38.72, -9.14),
+    ("Porto", "Porto", "Portugal", "PT", 41.15, -8.61),
+    ("Paris", "Ile-de-France", "France", "FR", 48.85, 2.35),
+    ("Berlin", "Berlin", "Germany", "DE", 52.52, 13.40),
+    ("Rome", "Lazio", "Italy", "IT", 41.89, 12.48),
+    ("Madrid", "Madrid", "Spain", "ES", 40.42, -3.70),
+    ("New York City", "New York", "United States", "US", 40.71, -74.01),
+    ("San Francisco", "California", "United States", "US", 37.77, -122.42),
+    ("Tokyo", "Tokyo", "Japan", "JP", 35.68, 139.69),
+    ("Sydney", "New South Wales", "Australia", "AU", -33.87, 151.21),
+    ("Cape Town", "Western Cape", "South Africa", "ZA", -33.92, 18.42),
+    ("Reykjavik", "Capital Region", "Iceland", "IS", 64.15, -21.94),
+]
+
+
+def photo_facts(rng: np.random.Generator, n: int) -> list[dict]:
+    """Facts as `index` reads them from EXIF: 85% name a camera, 35% a GPS position (and
+    its place); the rest say nothing (an empty row, as for a picture without EXIF)."""
+    out = []
+    for cam, gps in zip(rng.random(n) < 0.85, rng.random(n) < 0.35, strict=True):
+        facts: dict = {}
+        if cam:
+            make, model, lens = CAMERAS[int(rng.integers(len(CAMERAS)))]
+            facts.update(camera_make=make, camera_model=model, lens=lens)
+        if gps:
+            city, region, country, code, lat, lon = PLACES[int(rng.integers(len(PLACES)))]
+            facts.update(city=city, region=region, country=country, country_code=code)
+            facts.update(lat=lat + rng.normal(0, 0.05), lon=lon + rng.normal(0, 0.05))
+        out.append(facts)
+    return out
+
+
 # --- building (a child process) ----------------------------------------------------------------
 def new_image(path: Path, st: os.stat_result, vec, date: str, kind: str, codes, facts=None):
-    """A row as `index` commits it: a 64x64 JPEG's facts, a random content hash."""
+    """A row as `index` commits it: a 64x64 JPEG's size, its EXIF facts, a random content
+    hash."""
     from clipsearch.store.store import NewImage
 
     return NewImage(
@@ -184,6 +230,7 @@ def build(lib_dir: Path, photos: Path, spec: str, n: int, dim: int, start: int =
         for done in range(0, n, BATCH):
             count = min(BATCH, n - done)
             vecs, codes, dates, kinds = data.batch(count)
+            facts = photo_facts(data.rng, count)
             inserts = []
             for j in range(count):
                 i = start + done + j
@@ -192,7 +239,8 @@ def build(lib_dir: Path, photos: Path, spec: str, n: int, dim: int, start: int =
                     path.parent.mkdir(parents=True, exist_ok=True)
                 source, st = sources[i % SOURCES], stats[i % SOURCES]
                 os.link(source, path)
-                inserts.append(new_image(path, st, vecs[j], dates[j], kinds[j], codes[j]))
+                row = new_image(path, st, vecs[j], dates[j], kinds[j], codes[j], facts[j])
+                inserts.append(row)
             lib.vectors.apply(Changes(inserts=inserts))
             if (done + count) % CHECKPOINT == 0 or done + count == n:
                 lib.vectors.save()  # a writer checkpoint (the index follows the library)
@@ -243,6 +291,22 @@ def folder_bytes(lib_dir: Path) -> dict:
     db = sum(p.stat().st_size for p in lib_dir.glob("clipsearch.db*"))
     index = sum(p.stat().st_size for p in lib_dir.glob("vectors-*.faiss"))
     return {"database": db, "index_file": index}
+
+
+def table_bytes(lib_dir: Path, top: int = 12) -> dict:
+    """The database's largest tables and indexes (SQLite's dbstat), in MB."""
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{lib_dir / 'clipsearch.db'}?mode=ro", uri=True)
+    try:
+        rows = conn.execute(
+            "SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC LIMIT ?", (top,)
+        ).fetchall()
+    except sqlite3.Error:  # an SQLite built without dbstat
+        return {}
+    finally:
+        conn.close()
+    return {name: round(size / 2**20, 1) for name, size in rows}
 
 
 class Conn:
@@ -472,6 +536,7 @@ def measure(work: Path, spec: str, n: int, dim: int, keep: bool) -> dict:
         **sizes,
         "bytes_per_image": round((sizes["database"] + sizes["index_file"]) / n),
         "database_bytes_per_image": round(sizes["database"] / n),
+        "tables_mb": table_bytes(lib_dir),
     }
     log(f"{n}: status")
     status = [timed([exe(), "--library", str(lib_dir), "status", "--json"]) for _ in range(3)]
