@@ -226,7 +226,8 @@ class Searcher:
         codes never decide the order or the scores."""
         with self.index_access() as index:
             compressed = index.compressed
-            depth = index.rerank_depth(self.store.get_meta(RERANK_META) if compressed else None)
+            adopted = self.store.get_meta(RERANK_META) if index.codes == "pq" else None
+            depth = index.rerank_depth(adopted)
             hits = index.search(q, k * depth, allowed=allowed)[0]
         if not compressed or not len(hits.ids):
             return hits

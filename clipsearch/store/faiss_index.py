@@ -57,6 +57,7 @@ class VectorIndex:
         self.seq = seq
         self._view: tuple[np.ndarray, np.ndarray] | None = None  # flat: (vectors, ids)
         self._max_id: int | None = None  # the largest id in the index (None: not known yet)
+        self._codes: str | None = None  # how it keeps vectors (known once asked)
         # An IVF index read memory-mapped: its lists are the file's pages, read-only.
         self._mapped = mapped
 
@@ -123,7 +124,9 @@ class VectorIndex:
     def codes(self) -> str:
         """How the index keeps vectors: "float32" (exact), "float16", "8-bit" (the library's
         IVF) or "pq" (product-quantised: `spark index --max-memory`)."""
-        return "float32" if self.kind == "flat" else ivf_codes(self._index)
+        if self._codes is None:
+            self._codes = "float32" if self.kind == "flat" else ivf_codes(self._index)
+        return self._codes
 
     @property
     def compressed(self) -> bool:
@@ -289,6 +292,8 @@ class VectorIndex:
         if allowed is None and self.kind == "flat" and len(queries) <= 8:
             return self._flat_search(queries, k)
         params = None
+        if self.kind == "ivf":  # one query: its lists scanned by every core (filtered searches
+            self._index.parallel_mode = 1 if len(queries) == 1 else 0  # scan them all)
         if allowed is not None:
             sel, _keep = _selector(allowed)
             if self.kind == "ivf":

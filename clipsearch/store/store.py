@@ -8,6 +8,7 @@ index file (and any reader process) catches up.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -336,16 +337,15 @@ class Store:
         return _row(r) if r else None
 
     def get_vectors(self, ids: Iterable[int], dim: int) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, vectors) for those of `ids` that have a vector."""
-        got_ids: list[int] = []
-        blobs: list[bytes] = []
+        """(ids, vectors) for those of `ids` that have a vector.
+
+        One statement whose text never changes (the ids go in as one JSON array), so SQLite
+        reuses it and SQLAlchemy compiles nothing: a search re-ranking 54 candidates reads
+        them in ~0.4 ms (an IN list of parameters took ~0.9 ms)."""
+        wanted = json.dumps([int(i) for i in ids])
         with self.engine.connect() as conn:
-            for chunk in _chunks([int(i) for i in ids]):
-                q = select(Vector.c.image_id, Vector.c.data).where(Vector.c.image_id.in_(chunk))
-                for i, blob in conn.execute(q).cursor.fetchall():  # ints and bytes: raw rows
-                    got_ids.append(i)
-                    blobs.append(blob)
-        return _stack(got_ids, blobs, dim)
+            rows = conn.exec_driver_sql(_VECTORS_OF, (wanted,)).fetchall()
+        return _stack([r[0] for r in rows], [r[1] for r in rows], dim)
 
     def vector_ids(self) -> np.ndarray:
         """The ids of every image with a vector (read from a narrow index)."""
@@ -386,8 +386,8 @@ class Store:
 
         `after`/`before` are ISO dates or datetimes compared with the capture time (EXIF),
         or the file's modification time when there is none; `after` is inclusive, `before`
-        exclusive. Read from the indexes alone (dated, source, path) and fetched straight from
-        the driver: 50,000 ids in ~10 ms.
+        exclusive. Read from the indexes alone (dated, source, path) and fetched as one
+        string (`group_concat`): 50,000 ids in ~10 ms (row by row through the driver, ~22 ms).
         """
         conds = []
         roots = list(roots)
@@ -402,8 +402,9 @@ class Store:
             conds.append(dated < before)
         with self.engine.connect() as conn:
             if among is None:
-                cursor = conn.execute(select(Image.c.id).where(*conds)).cursor  # integers only
-                rows = cursor.fetchall()
+                listed = conn.execute(select(func.group_concat(Image.c.id)).where(*conds))
+                text = listed.scalar()
+                return np.sort(np.array(text.split(",") if text else [], dtype=np.int64))
             else:
                 rows = []
                 for chunk in _chunks([int(i) for i in among]):
@@ -747,6 +748,11 @@ def _values(img: NewImage) -> dict:
 
 
 _HASH_COLUMNS = ("phash", "dhash", "phash_mirror", "dhash_mirror")
+
+
+_VECTORS_OF = (
+    "SELECT image_id, data FROM vectors WHERE image_id IN (SELECT value FROM json_each(?))"
+)
 
 
 def _stack(ids: list[int], blobs: list[bytes], dim: int) -> tuple[np.ndarray, np.ndarray]:
