@@ -1,12 +1,13 @@
 """`clipsearch spark index`: an IVF index over embedding shards, built on Spark.
 
-1. The driver trains the IVF (the library's kind: inner product, float16 vectors, lists
-   about sqrt(N)) on a **random** sample of all shards' rows (autofaiss takes the first
-   vectors in file order, which is biased when the shards follow folders). When float16
-   vectors would not fit in --max-memory, the IVF keeps product-quantised codes instead (PQ:
-   as many bytes per vector as fit, 8 to 128), and every search of it re-ranks 10, 30 or 100
-   candidates per result (the smallest depth that reaches --recall) with the exact vectors
-   (the shards here, the library's store after import).
+1. The driver trains the IVF (the library's kind: inner product, 8-bit codes whose hits
+   searches re-rank with the exact vectors, lists about sqrt(N)) on a **random** sample of
+   all shards' rows (autofaiss takes the first vectors in file order, which is biased when
+   the shards follow folders). When 8-bit codes would not fit in --max-memory, the IVF keeps
+   product-quantised codes instead (PQ: as many bytes per vector as fit, 8 to 128), and
+   every search of it re-ranks 10, 30 or 100 candidates per result (the smallest depth that
+   reaches --recall) with the exact vectors (the shards here, the library's store after
+   import).
 2. Spark adds the shards in parallel: each task fills a copy of the trained, empty index
    with one shard and writes it as a part file.
 3. The driver merges the parts (memory: the index and one part), then measures recall@10
@@ -59,8 +60,8 @@ class IndexSummary:
     recall_seconds: float = 0.0
     seconds: float = 0.0
     peak_task_rss_mb: float = 0.0
-    pq_bytes: int = 0  # bytes per code of a compressed (PQ) index; 0: float16 vectors
-    rerank: int = 0  # a compressed index's re-ranking depth (candidates per result)
+    pq_bytes: int = 0  # bytes per code of a PQ index; 0: 8-bit codes (one per dimension)
+    rerank: int = 0  # the re-ranking depth of its searches (candidates per result)
     shards: list[list[int]] = field(default_factory=list)  # [number, rows, offset]
 
     def to_dict(self) -> dict:
@@ -135,6 +136,7 @@ def build(
 ) -> IndexSummary:
     from clipsearch.spark.job import _context, spark_session, stop_soon
     from clipsearch.store.faiss_index import (
+        SQ8_RERANK,
         nlist_for,
         pq_subquantizers,
         trained_ivf,
@@ -158,9 +160,9 @@ def build(
             hint="Import the shards without --index: the library searches them exactly.",
         )
     nlist = min(nlist_for(n), n // 39)
-    need = int(n * (2 * dim + 8) * 1.1 + nlist * dim * 4)  # float16 codes, ids, centroids
+    need = int(n * (dim + 8) * 1.1 + nlist * dim * 4)  # 8-bit codes, ids, centroids
     budget = parse_memory(max_memory)
-    pq = None  # bytes per vector of a compressed (PQ) index, when float16 does not fit
+    pq = None  # bytes per vector of a PQ index, when 8-bit codes do not fit
     if budget is not None and need > budget:
         room = (budget - nlist * dim * 4 - 256 * dim * 4) / (n * 1.1)
         pq = pq_subquantizers(dim, room)
@@ -172,7 +174,7 @@ def build(
                 hint="Raise --max-memory, or use a machine with more memory for this step.",
             )
         notice.info(
-            "float16 vectors would need %.1f GB: building a compressed index (PQ, %d bytes "
+            "8-bit codes would need %.1f GB: building a smaller index (PQ, %d bytes "
             "per vector) whose candidates are re-ranked with the exact vectors",
             need / 2**30,
             pq,
@@ -189,7 +191,7 @@ def build(
     if pq:
         trained = trained_ivfpq(dim, nlist, pq, sample, seed=seed)
     else:
-        trained = trained_ivf(dim, nlist, sample[: 40 * nlist], codes="float16", seed=seed)
+        trained = trained_ivf(dim, nlist, sample[: 40 * nlist], seed=seed)  # 8-bit codes
     del sample
     summary.train_seconds = round(time.perf_counter() - t1, 3)
 
@@ -243,8 +245,17 @@ def build(
             lambda ids: _vectors_of(folder, layout, ids),
         )
         summary.rerank = depth
-    else:
-        nprobe, got = tune_nprobe(index, queries, q_vecs, _chunks(folder, layout), target=recall)
+    else:  # 8-bit codes: searched as the library searches them, hits re-ranked exactly
+        nprobe, got = tune_nprobe(
+            index,
+            queries,
+            q_vecs,
+            _chunks(folder, layout),
+            recall,
+            lambda ids: _vectors_of(folder, layout, ids),
+            SQ8_RERANK,
+        )
+        summary.rerank = SQ8_RERANK
     index.nprobe = nprobe
     summary.nprobe, summary.recall_at_10 = nprobe, round(got, 4)
     summary.queries = len(queries)
@@ -260,7 +271,7 @@ def build(
     summary.seconds = round(time.perf_counter() - t0, 3)
     facts = {
         "layout": INDEX_LAYOUT,
-        "compressed": bool(pq),
+        "compressed": True,  # 8-bit or PQ codes: searches re-rank with the stored vectors
         "rerank": summary.rerank or None,
         "model": manifest.model,
         "model_fingerprint": manifest.model_fingerprint,
