@@ -871,6 +871,7 @@ class Library:
 
     # --- lifetime -----------------------------------------------------------------------
     def close(self) -> None:
+        self.vectors.stop_following()
         self._lock.release()
         self.store.close()
 

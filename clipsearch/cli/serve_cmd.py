@@ -83,7 +83,7 @@ def serve(state: State, host: str, port: int, token: str | None, max_upload_mb: 
     # Ctrl-C / SIGTERM: a clean stop. A second server for this library (on any port) is
     # refused before the model loads, with exit code 3 (ServerRunning).
     with state.open_library(create=False) as lib, contextlib.suppress(KeyboardInterrupt):
-        lib.vectors.long_lived()  # follows commits for hours: no stalls, no creeping memory
+        lib.vectors.long_lived(follow=True)  # follows commits for hours: no stalls, no creep
         run(lib, settings, on_ready=ready, on_loading=loading, log_level=log_level)
     if not state.quiet:
         click.echo("Stopped.", err=True)

@@ -50,6 +50,7 @@ GROWTH_META = "index_growth"  # meta: the size at which an approximate index was
 HEADROOM = 0.1  # of each IVF list, made when a long-lived process loads the index
 LOG_KEPT = 100_000  # log entries kept behind the newest index file (a few MB)
 SAVE_AFTER_REPLAY = 2_000  # log entries replayed on opening that are worth a save
+FOLLOW_EVERY = 0.2  # seconds between a server's looks for other processes' commits
 
 
 class _Stale(Exception):
@@ -69,16 +70,47 @@ class VectorCache:
         self._mutex = threading.RLock()
         self._saved_seq = -1  # the log position of the file on disk, as far as we know
         self._headroom = 0.0  # room made in a loaded IVF index for growth (long-lived only)
+        self._follower: threading.Thread | None = None
+        self._stop = threading.Event()
 
-    def long_lived(self) -> None:
+    def long_lived(self, *, follow: bool = False) -> None:
         """This process stays up and follows commits (`serve`, `watch`): make room in the
         index for growth when it is loaded, and return freed memory to the system, so the
-        first search after a commit does not stall and memory stays near the index's size."""
+        first search after a commit does not stall and memory stays near the index's size.
+
+        `follow` (a server): a background thread looks for other processes' commits every
+        FOLLOW_EVERY seconds and replays them into the loaded index, so a search seldom
+        finds the replay still to do (at a million pictures a commit of 2,000 costs ~30 ms
+        of replay, which the first search after it would otherwise wait for)."""
         self._headroom = HEADROOM
         steady_memory()
         with self._mutex:
             if self._index is not None:
                 self._index.reserve(self._headroom)  # in memory now, with room to grow
+        if follow and self._follower is None:
+            self._stop.clear()
+            self._follower = threading.Thread(
+                target=self._follow, name="clipsearch-follow", daemon=True
+            )
+            self._follower.start()
+
+    def stop_following(self) -> None:
+        """End the follower thread (before the store closes)."""
+        self._stop.set()
+        follower, self._follower = self._follower, None
+        if follower is not None and follower is not threading.current_thread():
+            follower.join(timeout=10)
+
+    def _follow(self) -> None:
+        while not self._stop.wait(FOLLOW_EVERY):
+            if self._index is None:
+                continue  # not loaded yet: the first search loads it
+            try:
+                with self._mutex:
+                    if not self._stop.is_set() and self._index is not None:
+                        self._current()
+            except Exception as exc:  # the next search catches up (and reports) itself
+                log.debug("following commits: %s", exc)
 
     @property
     def dim(self) -> int | None:

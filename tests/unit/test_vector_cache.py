@@ -339,3 +339,31 @@ def test_an_index_of_float16_codes_gets_8_bit_codes_at_the_next_checkpoint(libra
     writer.save()  # once: no more rebuilds until the library doubles
     assert json.loads(store.get_meta(vc.GROWTH_META))["checked_at"] == 4_010
     assert writer.index().codes == "8-bit" and writer.index().ntotal == 4_020
+
+
+def test_a_following_server_replays_other_processes_commits_before_it_is_asked(library):
+    """`serve` follows commits in the background: another process's commit is in the
+    loaded index within moments, with no search to trigger the replay."""
+    import time
+
+    folder, writer, store = library
+    _add(writer, 0, 500)
+    writer.save()
+    reader, reader_store, _ = _open(folder)
+    reader.long_lived(follow=True)
+    try:
+        assert reader.index().ntotal == 500
+        loaded = reader._index
+        _add(writer, 500, 300)  # another connection commits (the writer's process)
+        deadline = time.monotonic() + 10
+        while reader._index.ntotal != 800 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert reader._index is loaded and reader._index.ntotal == 800  # replayed in place
+        assert reader._seen_version == reader_store.data_version()  # a search finds it done
+    finally:
+        reader.stop_following()
+    assert reader._follower is None
+    _add(writer, 800, 10)
+    time.sleep(3 * vc.FOLLOW_EVERY)
+    assert reader._index.ntotal == 800  # stopped: nothing follows any more
+    assert reader.index().ntotal == 810  # (a search still catches up itself)
