@@ -6,7 +6,9 @@ Data: ``--scenes`` scenes of :mod:`clipsearch.demo.shapes` (the held-out colour+
 ``shapes.HELDOUT_COMBOS``, excluded), rendered at the VQGAN's size and encoded once to codes
 with the shipped tiny VQGAN; the codes and the captions (as the world writes them) are cached
 under ``--cache``. Then AdamW with warm-up and cosine decay over ``--steps`` steps, stopped
-early at ``--time-budget`` seconds. ``--out/model.pt`` and ``--out/training.json`` are
+early at ``--time-budget`` seconds. ``--bf16`` runs the forward and backward passes under
+CPU autocast to bfloat16 (weights and the optimiser stay float32): on a CPU with AVX-512 BF16
+about 1.3x the steps per second at this size. ``--out/model.pt`` and ``--out/training.json`` are
 written every ``--save-every`` seconds and at the end, so a run cut short still leaves a
 usable checkpoint and an honest record (``"finished": false`` until it ends).
 """
@@ -145,6 +147,7 @@ def train(args: argparse.Namespace) -> dict:
         "batch_size": args.batch_size,
         "lr": args.lr,
         "threads": torch.get_num_threads(),
+        "autocast": "bfloat16" if args.bf16 else None,
         "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
         "parameters": sum(p.numel() for p in model.parameters()),
         "vocabulary": tok.vocab,
@@ -191,7 +194,8 @@ def train(args: argparse.Namespace) -> dict:
         idx = torch.randint(0, len(codes), (args.batch_size,), generator=gen)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
-        loss, _ = model.loss(text[idx], codes[idx], tok.pad)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            loss, _ = model.loss(text[idx], codes[idx], tok.pad)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -237,6 +241,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-every", type=int, default=25)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
+    p.add_argument("--bf16", action="store_true", help="autocast to bfloat16 (AVX-512 BF16)")
     return p.parse_args(argv)
 
 

@@ -202,8 +202,10 @@ def _script() -> ModuleType:
     return module
 
 
-def test_a_few_real_training_steps_lower_the_loss(tmp_path: Path) -> None:
-    """The real script on the real tiny VQGAN's codes of real shapes-world scenes."""
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_few_real_training_steps_lower_the_loss(tmp_path: Path, precision: str) -> None:
+    """The real script on the real tiny VQGAN's codes of real shapes-world scenes (and under
+    bfloat16 autocast, `--bf16`: the checkpoint still float32)."""
     trainer = _script()
     args = trainer.parse(
         [
@@ -211,6 +213,7 @@ def test_a_few_real_training_steps_lower_the_loss(tmp_path: Path) -> None:
             *("--scenes", "48", "--val", "8", "--steps", "60", "--batch-size", "8"),
             *("--dim", "32", "--layers", "1", "--heads", "2", "--lr", "3e-3"),
             *("--warmup", "5", "--log-every", "10", "--threads", "1"),
+            *(["--bf16"] if precision == "bf16" else []),
         ]
     )
     record = trainer.train(args)
@@ -218,9 +221,15 @@ def test_a_few_real_training_steps_lower_the_loss(tmp_path: Path) -> None:
     assert len(losses) == 6 and losses[-1] < losses[0] - 0.3, losses
     saved = json.loads((tmp_path / "out" / "training.json").read_text())
     assert saved["finished"] and saved["steps_done"] == 60 and saved["vqgan"]["size"] == 64
+    assert saved["autocast"] == ("bfloat16" if precision == "bf16" else None)
     assert saved["data"]["heldout_combos"]
     from clipsearch.generate.vqgan import load_vqgan
 
     loaded = load_transformer(tmp_path / "out", vqgan=load_vqgan(trainer.DEFAULT_VQGAN))
     assert loaded.model.cfg.grid == 16 and loaded.size == 64
+    assert all(
+        t.dtype == torch.float32
+        for t in loaded.model.state_dict().values()
+        if t.is_floating_point()
+    )
     assert list((tmp_path / "cache").glob("codes-*.pt"))  # encoded once, cached
