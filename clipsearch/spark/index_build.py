@@ -235,26 +235,15 @@ def build(
         held_out = np.arange(n)
     queries = np.sort(rng.choice(held_out, size=min(QUERIES, len(held_out)), replace=False))
     q_vecs = _rows(folder, layout, queries)
+    tuning = (index, queries, q_vecs, _chunks(folder, layout), recall)
+
+    def exact(ids: np.ndarray) -> np.ndarray:
+        return _vectors_of(folder, layout, ids)
+
     if pq:
-        nprobe, got, depth = tune_compressed(
-            index,
-            queries,
-            q_vecs,
-            _chunks(folder, layout),
-            recall,
-            lambda ids: _vectors_of(folder, layout, ids),
-        )
-        summary.rerank = depth
+        nprobe, got, summary.rerank = tune_compressed(*tuning, exact)
     else:  # 8-bit codes: searched as the library searches them, hits re-ranked exactly
-        nprobe, got = tune_nprobe(
-            index,
-            queries,
-            q_vecs,
-            _chunks(folder, layout),
-            recall,
-            lambda ids: _vectors_of(folder, layout, ids),
-            SQ8_RERANK,
-        )
+        nprobe, got = tune_nprobe(*tuning, exact, SQ8_RERANK)
         summary.rerank = SQ8_RERANK
     index.nprobe = nprobe
     summary.nprobe, summary.recall_at_10 = nprobe, round(got, 4)

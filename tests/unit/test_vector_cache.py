@@ -346,7 +346,7 @@ def test_a_following_server_replays_other_processes_commits_before_it_is_asked(l
     loaded index within moments, with no search to trigger the replay."""
     import time
 
-    folder, writer, store = library
+    folder, writer, _ = library
     _add(writer, 0, 500)
     writer.save()
     reader, reader_store, _ = _open(folder)
