@@ -90,7 +90,7 @@ class VectorIndex:
                 for start in range(0, n, 200_000):
                     yield ids[start : start + 200_000], vectors[start : start + 200_000]
 
-            order = np.argsort(ids, kind="stable")
+            order = np.argsort(ids, kind="stable")  # once, for every lookup while tuning
 
             def vectors_of(wanted: np.ndarray) -> np.ndarray:
                 at = order[np.searchsorted(ids, wanted, sorter=order)]
@@ -555,16 +555,13 @@ def _huge_pages(array: np.ndarray) -> None:
     if array.nbytes < 1 << 22 or not sys.platform.startswith("linux"):
         return
     try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        madvise = _madvise()
         page = os.sysconf("SC_PAGE_SIZE")
         start = (array.ctypes.data + page - 1) & ~(page - 1)
         end = (array.ctypes.data + array.nbytes) & ~(page - 1)
-        libc.madvise(start, end - start, 14)  # MADV_HUGEPAGE
+        madvise(start, end - start, 14)  # MADV_HUGEPAGE
         threading.Thread(
-            target=libc.madvise,
+            target=madvise,
             args=(start, end - start, 25),
             daemon=True,  # MADV_COLLAPSE
         ).start()
@@ -698,10 +695,10 @@ def trained_ivf(
     dim: int, nlist: int, sample: np.ndarray, *, codes: str = "8-bit", seed: int = 1234
 ):
     """An empty IVF index (inner product) trained on `sample`, vectors kept whole (not
-    residuals) as `codes`: "8-bit", the library's kind (one byte per dimension, each scaled
-    to the range the sample shows; a quarter of float32's memory, approximate scores that
-    searches re-rank), or "float16" (what the database stores: exact scores, twice the size;
-    `spark index`, whose searches have no database to re-rank from until imported)."""
+    residuals) as `codes`: "8-bit", the library's and `spark index`'s kind (one byte per
+    dimension, each scaled to the range the sample shows; a quarter of float32's memory,
+    approximate scores that searches re-rank), or "float16" (what the database stores:
+    exact scores, twice the size; what earlier versions built, kept for reading them)."""
     faiss = _faiss()
     quantizer = faiss.IndexFlatIP(dim)
     qtype = {
