@@ -67,6 +67,7 @@ class Attention(nn.Module):
         if cfg.dim % cfg.heads:
             raise ValueError(f"dim {cfg.dim} is not a multiple of heads {cfg.heads}")
         self.heads = cfg.heads
+        self.max_len = cfg.text_len + cfg.image_len  # the KV cache's room
         self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim)
         self.proj = nn.Linear(cfg.dim, cfg.dim)
         self.dropout = cfg.dropout
@@ -80,18 +81,36 @@ class Attention(nn.Module):
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         past = 0
         if cache is not None:
-            if "k" in cache:
-                past = cache["k"].shape[2]
-                k = torch.cat([cache["k"], k], 2)
-                v = torch.cat([cache["v"], v], 2)
-            cache["k"], cache["v"] = k, v
+            past = cache.get("len", 0)
+            k, v = self._remember(cache, k, v, past)
         drop = self.dropout if self.training else 0.0
-        if past == 0:
+        if past and n == 1:  # one new position sees every key: two small matmuls are
+            # ~5x faster than SDPA's kernel at this size (sampling's inner loop)
+            att = (q @ k.transpose(-2, -1)).mul_(q.shape[-1] ** -0.5).softmax(-1)
+            out = att @ v
+        elif past == 0:
             out = F.scaled_dot_product_attention(q, k, v, is_causal=n > 1, dropout_p=drop)
         else:  # new queries see everything before them and each other causally
             mask = torch.ones(n, past + n, dtype=torch.bool, device=x.device).tril(past)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
         return self.proj(out.transpose(1, 2).reshape(b, n, d))
+
+    def _remember(
+        self, cache: dict, k: torch.Tensor, v: torch.Tensor, past: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write k, v (B, H, n, hd) after the `past` positions the cache holds; the keys and
+        values of all past + n positions. The buffers hold the whole sequence from the first
+        call (concatenating per step copied the growing cache at every position)."""
+        end = past + k.shape[2]
+        if end > self.max_len:
+            raise ValueError(f"the sequence is {self.max_len} positions long, not {end}")
+        if "k" not in cache:
+            cache["k"] = k.new_empty(*k.shape[:2], self.max_len, k.shape[3])
+            cache["v"] = v.new_empty(*v.shape[:2], self.max_len, v.shape[3])
+        cache["k"][:, :, past:end] = k
+        cache["v"][:, :, past:end] = v
+        cache["len"] = end
+        return cache["k"][:, :, :end], cache["v"][:, :, :end]
 
 
 class Block(nn.Module):

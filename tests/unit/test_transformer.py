@@ -120,11 +120,16 @@ def test_the_kv_cache_samples_what_the_full_recompute_samples() -> None:
         _, logits = model(text, codes)
         caches: list[dict] = [{} for _ in model.blocks]
         h = model.hidden(model.embed_text(text), caches)
+        first_buffer = caches[0]["k"].data_ptr()
         step = [model.image_head(h[:, -1])]
         for i in range(7):
             h = model.hidden(model.embed_image(codes[:, i : i + 1], start=i), caches)
             step.append(model.image_head(h[:, -1]))
+            # the cache is written in place: one buffer for the whole sequence, never copied
+            assert caches[0]["k"].data_ptr() == first_buffer
     assert torch.allclose(torch.stack(step, 1), logits, atol=1e-5)
+    with torch.no_grad(), pytest.raises(ValueError, match="positions long"):  # past the end
+        model.hidden(model.embed_image(cached[:, :16].clone()), caches)
 
 
 def test_top_k_and_top_p_filtering() -> None:
