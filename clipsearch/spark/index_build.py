@@ -203,7 +203,7 @@ def build(
     empty = faiss.serialize_index(trained).tobytes()
     tasks = [(str(folder), number, offset, str(parts)) for number, _, offset in layout]
     own = spark is None
-    spark = spark or spark_session(master, out / "logs" / "spark.log")
+    spark = spark or spark_session(master, out / "logs" / "spark.log", own=True)
     t1 = time.perf_counter()
     try:
         sc = _context(spark)

@@ -257,6 +257,50 @@ def test_the_command_line_keeps_spark_logs_out_of_the_way(photos, tmp_path):
     assert "Traceback" not in bad.stderr and "at org.apache" not in bad.stderr
 
 
+def test_sparks_classes_are_archived_once_then_mapped_and_a_cut_archive_is_replaced(
+    photos, tmp_path
+):
+    """The first run that owns its context leaves Java a class archive in the cache (written
+    at its JVM's exit, put in place only when complete); the next JVM maps Spark's classes
+    from it; an archive cut short (Java would die of SIGBUS mapping it) is never mapped."""
+    cache = tmp_path / "the cache"  # a space in the path: one Java option all the same
+    folder = cache / "spark-cds"
+
+    def embed(out: str, **env: str) -> subprocess.CompletedProcess:
+        args = ["--model", "tiny-shapes", "spark", "embed", str(photos / "b")]
+        proc = run_process(
+            *args,
+            "--output",
+            str(tmp_path / out),
+            "--master",
+            "local[2]",
+            env={"CLIPSEARCH_CACHE": str(cache), **env},
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "Embedded" in proc.stdout and "[warning]" not in proc.stdout, proc.stdout
+        return proc
+
+    embed("first")
+    archives = list(folder.glob("*.jsa"))
+    assert len(archives) == 1 and archives[0].name.count(".") == 1  # no temporary file left
+    size = archives[0].stat().st_size
+    assert archives[0].stem.endswith(f"-{size}") and size > 10_000_000
+
+    classes = tmp_path / "classes"
+    classes.mkdir()
+    embed("second", JDK_JAVA_OPTIONS=f"-Xlog:class+load=info:file={classes}/%p.log")
+    loaded = "".join(f.read_text() for f in classes.glob("*.log"))
+    assert "org.apache.spark.SparkContext source: shared objects file (top)" in loaded
+
+    with archives[0].open("r+b") as f:  # cut: the header still says how long it should be
+        f.truncate(size // 2)
+    embed("third")
+    now = list(folder.glob("*.jsa"))
+    assert len(now) == 1  # the cut one dropped, and a whole one written again
+    assert now[0].stat().st_size == int(now[0].stem.rpartition("-")[2]) > size // 2
+
+
 # --- the index, built on Spark --------------------------------------------------------------
 
 
