@@ -92,7 +92,7 @@ def java_options(*, write: bool) -> tuple[str, Path | None]:
         found = find_archive(folder, key) if folder.is_dir() else None
         if found is not None:
             return f"{_QUIET} {_quoted(_READ + str(found))}", None
-        if not write:
+        if not write or os.name != "posix":  # the JVM must end when its stdin closes
             return "", None
         folder.mkdir(parents=True, exist_ok=True)
         _clear_abandoned(folder, key)

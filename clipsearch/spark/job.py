@@ -109,6 +109,7 @@ def spark_session(
     )
     log_file.parent.mkdir(parents=True, exist_ok=True)
     archive = None  # where this JVM writes the class archive at exit, if it does
+    plain = ""  # the options for a JVM that refuses HotSpot's (OpenJ9, say)
     if "SPARK_CONF_DIR" not in os.environ:  # else the user's configuration owns the JVM
         # Spark's log settings as a system property, not a configuration folder: a folder
         # on the class path stops Java from writing the class archive.
@@ -122,12 +123,19 @@ def spark_session(
         log_option = f"-Dlog4j2.configurationFile={log_conf.as_uri()}"
         options = " ".join(x for x in (log_option, quick, java_options) if x)
         conf.set("spark.driver.extraJavaOptions", options)
+        plain = log_option if options != log_option else ""
     saved = os.dup(2)
     try:
         with open(log_file, "ab") as log:
             os.dup2(log.fileno(), 2)  # the JVM started now keeps this as its stderr
             try:
-                sc = SparkContext.getOrCreate(conf)
+                try:
+                    sc = SparkContext.getOrCreate(conf)
+                except Exception:
+                    if not plain:
+                        raise
+                    archive = None  # once more without the start-up options
+                    sc = SparkContext.getOrCreate(conf.set("spark.driver.extraJavaOptions", plain))
             finally:
                 os.dup2(saved, 2)
         _archive_writers[id(sc)] = archive

@@ -301,6 +301,34 @@ def test_sparks_classes_are_archived_once_then_mapped_and_a_cut_archive_is_repla
     assert now[0].stat().st_size == int(now[0].stem.rpartition("-")[2]) > size // 2
 
 
+def test_a_java_that_refuses_hotspots_start_up_options_still_runs_the_job(photos, tmp_path):
+    """The class archive and the quick compiler are HotSpot options; a JVM that does not
+    take them (OpenJ9, say) runs the job without them."""
+    java = os.path.realpath(shutil.which("java") or "java")
+    fake = tmp_path / "jdk" / "bin" / "java"
+    fake.parent.mkdir(parents=True)
+    fake.write_text(
+        "#!/bin/sh\n"
+        'for a in "$@"; do case "$a" in -XX:*Archive*|-XX:Tiered*|-Xlog:*) '
+        'echo "Unrecognized VM option $a" >&2; exit 1;; esac; done\n'
+        f'exec "{java}" "$@"\n'
+    )
+    fake.chmod(0o755)
+    out = tmp_path / "emb"
+    args = ["--model", "tiny-shapes", "spark", "embed", str(photos / "b"), "--output", str(out)]
+    proc = run_process(
+        *args,
+        "--master",
+        "local[2]",
+        env={"JAVA_HOME": str(fake.parent.parent), "CLIPSEARCH_CACHE": str(tmp_path / "c")},
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Embedded" in proc.stdout and "19 images" in proc.stdout, proc.stdout
+    assert "Unrecognized VM option -XX:" in (out / "logs" / "spark.log").read_text()
+    assert not list((tmp_path / "c").glob("spark-cds/*.jsa"))  # no archive from this JVM
+
+
 # --- the index, built on Spark --------------------------------------------------------------
 
 
