@@ -32,16 +32,20 @@ def open_database(path: Path, *, readonly: bool = False) -> Engine:
         # TEXT that is not valid UTF-8 (file names, see tables.FsPath) decodes losslessly.
         dbapi_conn.text_factory = _decode_text
         cur = dbapi_conn.cursor()
-        if not readonly:
-            # Only a new, empty database takes it (an existing one keeps its page size until
-            # compacted, see `migrate`): 16 KB pages hold 15 float16 512-d vectors where 4 KB
-            # pages hold 3 with a quarter of each page unused.
-            cur.execute(f"PRAGMA page_size={PAGE_SIZE}")
-            cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
-        cur.close()
+        try:
+            if not readonly:
+                # Only a new, empty database takes it (an existing one keeps its page size
+                # until compacted, see `migrate`): 16 KB pages hold 15 float16 512-d vectors
+                # where 4 KB pages hold 3 with a quarter of each page unused.
+                cur.execute(f"PRAGMA page_size={PAGE_SIZE}")
+                cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+        except UnicodeDecodeError as exc:  # a damaged schema (see storage_error)
+            raise (storage_error(path, exc) or exc) from None
+        finally:
+            cur.close()
 
     @event.listens_for(engine, "handle_error")
     def _translate(ctx: object) -> None:
@@ -70,6 +74,10 @@ def storage_error(db: Path, exc: BaseException | None) -> LibraryError | None:
 
     SQLite rolls the transaction back in both cases: what was committed before stays.
     """
+    if isinstance(exc, UnicodeDecodeError) and isinstance(exc.object, bytes):
+        # SQLite's own message quoting a damaged schema's name in bytes that are not UTF-8:
+        # Python's sqlite3 fails to decode the message and raises this instead of the error.
+        exc = sqlite3.DatabaseError(exc.object.decode("utf-8", "replace"))
     if not isinstance(exc, sqlite3.Error):
         return None
     text = str(exc).lower()

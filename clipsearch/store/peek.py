@@ -14,12 +14,12 @@ def model_facts(db_path: Path) -> dict[str, str]:
         return {}
     try:
         conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1)
-    except sqlite3.Error:
+    except (sqlite3.Error, UnicodeDecodeError):  # the latter: a damaged schema (see db.py)
         return {}
     try:
         rows = conn.execute("SELECT key, value FROM meta WHERE key IN ('model', 'precision')")
         return {str(k): str(v) for k, v in rows}
-    except sqlite3.Error:
+    except (sqlite3.Error, UnicodeDecodeError):
         return {}
     finally:
         conn.close()

@@ -223,7 +223,7 @@ class Store:
                         f"file:{self.path}?mode=ro", uri=True, check_same_thread=False
                     )
                 return int(self._watch.execute("PRAGMA data_version").fetchone()[0])
-            except sqlite3.Error:
+            except (sqlite3.Error, UnicodeDecodeError):  # the latter: a damaged schema
                 return None
 
     def close(self) -> None:
