@@ -120,6 +120,12 @@ def train(args: argparse.Namespace) -> dict:
     data_seconds = time.perf_counter() - t0
     tok = WordTokenizer(shapes_vocabulary(), args.text_len)
     text = torch.tensor([tok.encode(c) for c in captions])
+    variants = None  # (3, N, text_len): the whole caption, without colour, without shape
+    if args.partial_captions > 0:
+        variants = torch.stack(
+            [text]
+            + [torch.tensor([tok.encode(partial_caption(c, f)) for c in captions]) for f in FIELDS]
+        )
     val_text = torch.tensor([tok.encode(c) for c in val_caps])
     cfg = TransformerConfig(
         text_vocab=len(tok),
@@ -153,6 +159,7 @@ def train(args: argparse.Namespace) -> dict:
         "vocabulary": tok.vocab,
         "data": {
             "scenes": args.scenes,
+            "partial_captions": args.partial_captions,
             "heldout": "exclude (shapes.HELDOUT_COMBOS never in training)",
             "heldout_combos": sorted(map(list, _heldout())),
             "validation_scenes": args.val,
@@ -194,8 +201,14 @@ def train(args: argparse.Namespace) -> dict:
         idx = torch.randint(0, len(codes), (args.batch_size,), generator=gen)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
+        batch_text = text[idx]
+        if variants is not None:  # some captions name only the colour or only the shape
+            u = torch.rand(args.batch_size, generator=gen)
+            p = args.partial_captions
+            which = torch.where(u < p / 2, 1, torch.where(u < p, 2, 0))
+            batch_text = variants[which, idx]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-            loss, _ = model.loss(text[idx], codes[idx], tok.pad)
+            loss, _ = model.loss(batch_text, codes[idx], tok.pad)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -212,6 +225,21 @@ def train(args: argparse.Namespace) -> dict:
     finished = True
     save(finished)
     return record
+
+
+FIELDS = ("colour", "kind")  # what a partial caption leaves out
+
+
+def partial_caption(text: str, leave_out: str) -> str:
+    """The caption without the shapes' colour ("a small star on a blue background") or
+    without their kind ("a small red shape on a blue background"), written as the world
+    writes partial descriptions: colour and shape words are also seen apart, so a pair never
+    drawn together is two known words rather than an unknown phrase."""
+    from dataclasses import replace
+
+    from clipsearch.demo import shapes
+
+    return shapes.caption(replace(shapes.parse_caption(text), **{leave_out: None}))
 
 
 def _heldout() -> frozenset:
@@ -240,6 +268,12 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--text-len", type=int, default=12)
     p.add_argument("--log-every", type=int, default=25)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--partial-captions",
+        type=float,
+        default=0.0,
+        help="fraction of training captions naming only the colour or only the shape",
+    )
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
     p.add_argument("--bf16", action="store_true", help="autocast to bfloat16 (AVX-512 BF16)")
     return p.parse_args(argv)

@@ -207,10 +207,23 @@ def _script() -> ModuleType:
     return module
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_partial_captions_leave_out_the_colour_or_the_shape() -> None:
+    trainer = _script()
+    caption = "three large green crosses on a black background"
+    assert [trainer.partial_caption(caption, f) for f in trainer.FIELDS] == [
+        "three large crosses on a black background",
+        "three large green shapes on a black background",
+    ]
+    assert trainer.partial_caption("an orange heart on a white background", "colour") == (
+        "a heart on a white background"
+    )
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp32+partial"])
 def test_a_few_real_training_steps_lower_the_loss(tmp_path: Path, precision: str) -> None:
     """The real script on the real tiny VQGAN's codes of real shapes-world scenes (and under
-    bfloat16 autocast, `--bf16`: the checkpoint still float32)."""
+    bfloat16 autocast, `--bf16`: the checkpoint still float32; and with half the captions
+    naming only the colour or only the shape)."""
     trainer = _script()
     args = trainer.parse(
         [
@@ -219,6 +232,7 @@ def test_a_few_real_training_steps_lower_the_loss(tmp_path: Path, precision: str
             *("--dim", "32", "--layers", "1", "--heads", "2", "--lr", "3e-3"),
             *("--warmup", "5", "--log-every", "10", "--threads", "1"),
             *(["--bf16"] if precision == "bf16" else []),
+            *(["--partial-captions", "0.5"] if precision.endswith("partial") else []),
         ]
     )
     record = trainer.train(args)
@@ -228,6 +242,7 @@ def test_a_few_real_training_steps_lower_the_loss(tmp_path: Path, precision: str
     assert saved["finished"] and saved["steps_done"] == 60 and saved["vqgan"]["size"] == 64
     assert saved["autocast"] == ("bfloat16" if precision == "bf16" else None)
     assert saved["data"]["heldout_combos"]
+    assert saved["data"]["partial_captions"] == (0.5 if precision.endswith("partial") else 0)
     from clipsearch.generate.vqgan import load_vqgan
 
     loaded = load_transformer(tmp_path / "out", vqgan=load_vqgan(trainer.DEFAULT_VQGAN))
